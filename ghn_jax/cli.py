@@ -1,0 +1,42 @@
+"""Shared plumbing of the command-line entry points."""
+import contextlib
+import os
+import sys
+import tempfile
+
+from ghn_jax.errors import GhnError
+
+
+def run_cli(main, argv=None) -> int:
+    """Runs `main`; a GhnError (bad input) becomes one line on stderr and exit code 2."""
+    try:
+        return main(argv)
+    except GhnError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+@contextlib.contextmanager
+def atomic_write(path: str):
+    """Yields a temporary path next to `path`; renamed onto `path` only on success.
+
+    A failed or interrupted write leaves no partial file behind.
+    """
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise GhnError(f"cannot write '{path}': folder '{folder}' does not exist")
+    if not os.access(folder, os.W_OK):
+        raise GhnError(f"cannot write '{path}': folder '{folder}' is not writable")
+    base, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
