@@ -38,6 +38,7 @@ class ArchGraph:
     param_names: List[str]
     torch_names: List[str]
     extra_params: List[Tuple[str, ...]]
+    target_shapes: List[Tuple[int, ...]]  # true parameter shape in torch layout, () for ops
     modules: List[str]                # module path (or op) of each node, for messages/plots
     last_weight: bool
     last_bias: bool
@@ -141,6 +142,7 @@ def assemble(result: TraceResult, name: str = "") -> ArchGraph:
     node_types = np.zeros(n, np.int32)
     shapes = np.full((n, 4), -1, np.int32)
     param_names, torch_names, extras, modules = [""] * n, [""] * n, [()] * n, [""] * n
+    targets: List[Tuple[int, ...]] = [()] * n
     for old, new in pos.items():
         node = nodes[live[old]]
         node_types[new] = PRIMITIVE_ID[node.prim]
@@ -153,6 +155,7 @@ def assemble(result: TraceResult, name: str = "") -> ArchGraph:
             param_names[new] = "/".join(node.param)
             torch_names[new] = torch_name(node.param[0], node.param[1:])
             extras[new] = tuple("/".join(p) for p in node.extra_params)
+            targets[new] = tuple(node.shape)
 
     predicted = set(param_names) | {p for e in extras for p in e}
     import jax
@@ -162,7 +165,7 @@ def assemble(result: TraceResult, name: str = "") -> ArchGraph:
     not_predicted = [p for p in all_params if p not in predicted]
     last_weight = ".weight" in torch_names[n - 2] or "in_proj_weight" in torch_names[n - 2]
     last_bias = ".bias" in torch_names[n - 1]
-    return ArchGraph(name, node_types, shapes, spd, param_names, torch_names, extras, modules,
+    return ArchGraph(name, node_types, shapes, spd, param_names, torch_names, extras, targets, modules,
                      bool(last_weight and n >= 2), bool(last_bias), not_predicted,
                      result.abstract_variables, result.input_shape)
 

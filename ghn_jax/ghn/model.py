@@ -1,0 +1,223 @@
+"""The GHN-3 hypernetwork in Flax (design/ghn3-reference.md §2).
+
+    node types, shape indices, SPD  ->  embed + shape encoding  ->  Graphormer stack
+    ->  final LayerNorm  ->  per-node decoders (conv / class / 1-D / class bias)
+
+`GHN3.__call__` embeds a padded batch of graphs; the decoders are separate methods so
+that each group of nodes (by decoder and spatial window) is decoded in one call.
+Parameter names follow the torch checkpoint's module names (see ghn_jax/ghn/checkpoint.py).
+"""
+import math
+from typing import Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+from ghn_jax.ghn.shape_encoder import table_sizes
+from ghn_jax.graph.primitives import NUM_PRIMITIVES
+
+MASK_VALUE = -32768.0          # the reference masks attention logits by replacement
+MAX_DEGREE = 100
+MAX_INPUT_DIST = 1000
+EDGE_TABLE = 257
+EDGE_OFFSET = 2                # edge index = distance + 2 (2 means "no edge")
+
+
+def _ln(name):
+    return nn.LayerNorm(epsilon=1e-5, name=name)
+
+
+def _embed_init(width):
+    """PyTorch trunc_normal_(std=width**-0.5) with absolute bounds [-2, 2] (§2.12)."""
+    std = width ** -0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        lo, hi = -2.0 / std, 2.0 / std
+        return std * jax.random.truncated_normal(key, lo, hi, shape, dtype)
+    return init
+
+
+def _dense(features, fan_in, name=None, use_bias=True, small=False):
+    """torch.nn.Linear's default init (U(+-1/sqrt(fan_in))); `small`: weight/5, bias 0 (§2.12)."""
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def w_init(key, shape, dtype=jnp.float32):
+        w = jax.random.uniform(key, shape, dtype, -bound, bound)
+        return w / 5.0 if small else w
+
+    def b_init(key, shape, dtype=jnp.float32):
+        if small:
+            return jnp.zeros(shape, dtype)
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return nn.Dense(features, use_bias=use_bias, kernel_init=w_init, bias_init=b_init, name=name)
+
+
+class GraphormerLayer(nn.Module):
+    """Pre-LN transformer layer with additive edge bias (§2.3); layer 0 owns the structure."""
+    hid: int
+    heads: int
+    first: bool
+
+    @nn.compact
+    def __call__(self, x, spd, valid, bias=None):
+        # x (B, M, hid) f32; spd (B, M, M) int32; valid (B, M) bool; bias (B, M, M, H) or None
+        hid, h = self.hid, self.heads
+        if self.first:
+            one = (spd == 1)
+            indeg = jnp.minimum(one.sum(1), MAX_DEGREE)          # column sums: in-degree of j
+            outdeg = jnp.minimum(one.sum(2), MAX_DEGREE)
+            dist = jnp.minimum(spd[:, 0, :], MAX_INPUT_DIST)
+            x = x + nn.Embed(MAX_DEGREE + 1, hid, embedding_init=_embed_init(hid),
+                             name="centrality_embed_in")(indeg)
+            x = x + nn.Embed(MAX_DEGREE + 1, hid, embedding_init=_embed_init(hid),
+                             name="centrality_embed_out")(outdeg)
+            x = x + nn.Embed(MAX_INPUT_DIST + 1, hid, embedding_init=_embed_init(hid),
+                             name="input_dist_embed")(dist)
+            x = x * valid[..., None]
+            bias = self.edge_bias(spd)
+        y = _ln("ln1")(x)
+        b, m, _ = x.shape
+        dh = hid // h
+        qkv = _dense(3 * hid, hid, "to_qkv", use_bias=False)(y).reshape(b, m, 3, h, dh)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        logits = jnp.einsum("bihc,bjhc->bhij", q, k) * (dh ** -0.5)
+        logits = logits + jnp.transpose(bias, (0, 3, 1, 2))
+        mask2 = valid[:, None, :, None] & valid[:, None, None, :]
+        logits = jnp.where(mask2, logits, MASK_VALUE)
+        attn = jax.nn.softmax(logits, axis=-1)
+        o = jnp.einsum("bhij,bjhc->bihc", attn, v).reshape(b, m, hid)
+        x = x + _dense(hid, hid, "to_out")(o)
+        y = _ln("ln2")(x)
+        y = _dense(4 * hid, hid, "ff_0")(y)
+        y = _dense(hid, 4 * hid, "ff_3")(jax.nn.gelu(y, approximate=False))
+        return x + y, bias
+
+    def edge_bias(self, spd):
+        """(B, M, M, H): MLP(concat(T[d_ij + 2], T[d_ji + 2])) for every ordered pair.
+
+        Distances take at most 51 values and one direction of a DAG pair is always 0, so
+        the MLP is evaluated once per distinct (forward, backward) pair and gathered:
+        identical values, without a (B, M, M, 2 hid) intermediate.
+        """
+        hid = self.hid
+        table = nn.Embed(EDGE_TABLE, hid, embedding_init=_embed_init(hid), name="edge_embed")
+        n = _PAIR_LIMIT
+        e = table(jnp.arange(n) + EDGE_OFFSET)                     # (51, hid)
+        pair = jnp.concatenate([jnp.repeat(e[:, None], n, 1), jnp.repeat(e[None, :], n, 0)], -1)
+        hmid = jax.nn.relu(_dense(hid, 2 * hid, "proj_e_0")(pair))  # (51, 51, hid)
+        lut = _dense(self.heads, hid, "proj_e_2")(hmid)            # (51, 51, H)
+        fwd = jnp.minimum(spd, _PAIR_LIMIT - 1)
+        bwd = jnp.minimum(jnp.swapaxes(spd, 1, 2), _PAIR_LIMIT - 1)
+        return lut[fwd, bwd]
+
+
+_PAIR_LIMIT = 51   # distances 0 (no edge) .. 50 (ve cutoff)
+
+
+class ConvDecoder(nn.Module):
+    """ConvDecoder3 (§2.5a): fc -> ReLU -> window -> per-pixel MLP -> (Co, Ci, h, w)."""
+    hid: int
+    max_shape: Tuple[int, int, int, int]
+    num_classes: int
+
+    def setup(self):
+        co, ci, s, _ = self.max_shape
+        h4 = 4 * self.hid
+        self.fc_0 = _dense(h4 * s * s, self.hid)
+        self.conv_0 = _dense(8 * self.hid, h4)
+        self.conv_2 = _dense(co * ci, 8 * self.hid, small=True)
+        self.class_layer_predictor_1 = _dense(self.num_classes, co, small=True)
+
+    def features(self, z, rows: Tuple[int, int], cols: Tuple[int, int]):
+        """(n, hid) -> (n, Co, Ci, h, w) over the spatial window rows x cols of the S x S map."""
+        co, ci, s, _ = self.max_shape
+        n = z.shape[0]
+        f = jax.nn.relu(self.fc_0(z)).reshape(n, 4 * self.hid, s, s)
+        f = f[:, :, rows[0]:rows[1], cols[0]:cols[1]]               # (n, 4hid, h, w)
+        f = jnp.transpose(f, (0, 2, 3, 1))                          # (n, h, w, 4hid)
+        g = self.conv_2(jax.nn.relu(self.conv_0(f)))                # (n, h, w, Co*Ci)
+        h, w = g.shape[1:3]
+        return jnp.transpose(g.reshape(n, h, w, co, ci), (0, 3, 4, 1, 2))
+
+    def __call__(self, z, rows, cols):
+        return self.features(z, rows, cols)
+
+    def classifier(self, z):
+        """(n, hid) -> (n, K, Ci): the centre pixel mapped through the class predictor."""
+        _, _, s, _ = self.max_shape
+        c = s // 2
+        g = self.features(z, (c, c + 1), (c, c + 1))[..., 0, 0]     # (n, Co, Ci)
+        g = jnp.transpose(g, (0, 2, 1))                             # (n, Ci, Co)
+        return jnp.transpose(self.class_layer_predictor_1(jax.nn.relu(g)), (0, 2, 1))
+
+
+class GHN3(nn.Module):
+    """GHN-3 (hid, layers, heads, max_shape=(Co, Ci, S, S), num_classes K)."""
+    hid: int = 64
+    layers: int = 3
+    heads: int = 8
+    max_shape: Tuple[int, int, int, int] = (64, 64, 16, 16)
+    num_classes: int = 1000
+    layernorm: bool = True
+
+    def setup(self):
+        hid = self.hid
+        n_ch, n_s = table_sizes(self.num_classes, self.max_shape[2])
+        self.embed = nn.Embed(NUM_PRIMITIVES, hid, embedding_init=_embed_init(hid))
+        self.embed_channel = nn.Embed(n_ch, hid // 4, embedding_init=_embed_init(hid // 4))
+        self.embed_spatial = nn.Embed(n_s, hid // 4, embedding_init=_embed_init(hid // 4))
+        self.gnn = [GraphormerLayer(hid, self.heads, i == 0) for i in range(self.layers)]
+        if self.layernorm:
+            self.ln = nn.LayerNorm(epsilon=1e-5)
+        self.decoder = ConvDecoder(hid, tuple(self.max_shape), self.num_classes)
+        max_ch = max(self.max_shape[0], self.max_shape[1])
+        self.decoder_1d_0 = _dense(2 * hid, hid)
+        self.decoder_1d_2 = _dense(2 * max_ch, 2 * hid, small=True)
+        self.bias_class_1 = _dense(self.num_classes, max_ch)
+
+    def __call__(self, node_types, shape_ind, spd, valid):
+        """Node embeddings (B, M, hid) f32 after the final LayerNorm.
+
+        node_types (B, M) int32; shape_ind (B, M, 4) int32; spd (B, M, M) int (distances,
+        0 = none); valid (B, M) bool.
+        """
+        spd = spd.astype(jnp.int32)
+        x = self.embed(node_types)
+        se = jnp.concatenate([self.embed_channel(shape_ind[..., 0]), self.embed_channel(shape_ind[..., 1]),
+                              self.embed_spatial(shape_ind[..., 2]), self.embed_spatial(shape_ind[..., 3])], -1)
+        self.sow("intermediates", "x_embed", x)
+        x = (x + se) * valid[..., None]
+        self.sow("intermediates", "x_shape_enc", x)
+        bias = None
+        for layer in self.gnn:
+            x, bias = layer(x, spd, valid, bias)
+        self.sow("intermediates", "x_gnn", x)
+        if self.layernorm:
+            x = self.ln(x)
+        return x
+
+    # -- decoders (each applied to a group of node embeddings z: (n, hid)) -----------------
+    def decode_conv(self, z, rows, cols):
+        return self.decoder(z, rows, cols)
+
+    def decode_class(self, z):
+        return self.decoder.classifier(z)
+
+    def decode_1d(self, z):
+        """(n, hid) -> (n, 2, max_ch): row 0 norm weights, row 1 biases."""
+        u = self.decoder_1d_2(jax.nn.relu(self.decoder_1d_0(z)))
+        return u.reshape(z.shape[0], 2, -1)
+
+    def decode_class_bias(self, z):
+        """(n, hid) -> (n, K): the classifier bias (row 1 of bias_class(decode_1d))."""
+        u = self.decode_1d(z)
+        return self.bias_class_1(jax.nn.relu(u))[:, 1]
+
+    def init_all(self, node_types, shape_ind, spd, valid):
+        """Touches every submodule (for `init`)."""
+        x = self(node_types, shape_ind, spd, valid)
+        z = x[0, :1]
+        s = self.max_shape[2]
+        return (self.decode_conv(z, (0, s), (0, s)), self.decode_class(z), self.decode_1d(z),
+                self.decode_class_bias(z))
