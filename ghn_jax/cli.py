@@ -40,3 +40,19 @@ def atomic_write(path: str):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def enable_compilation_cache(path: str = None) -> str:
+    """Turns on JAX's persistent compilation cache (GHN_JAX_CACHE/jax by default).
+
+    A fresh process then reuses the compiled GHN programs of earlier runs instead of
+    compiling again.
+    """
+    import jax
+    from ghn_jax.ghn.hub import cache_dir
+    path = path or os.path.join(cache_dir(), "jax")
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path

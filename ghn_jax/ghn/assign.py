@@ -82,61 +82,72 @@ def plan(graph, max_shape: Sequence[int]) -> List[NodeTask]:
 
 
 # ------------------------------------------------------------------------------------------
-# Tiling and normalisation (torch layout)
+# Tiling and normalisation (torch layout). numpy at inference; `xp=jnp` where gradients flow.
 # ------------------------------------------------------------------------------------------
 
-def _tile_axis(w, axis: int, size: int):
+def _tile_axis(w, axis: int, size: int, xp=np):
     cur = w.shape[axis]
-    if size <= cur:
-        return jax.lax.slice_in_dim(w, 0, size, axis=axis)
-    reps = -(-size // cur)
-    w = jnp.concatenate([w] * reps, axis=axis)
-    return jax.lax.slice_in_dim(w, 0, size, axis=axis)
+    if size > cur:
+        w = xp.concatenate([w] * (-(-size // cur)), axis=axis)
+    index = [slice(None)] * w.ndim
+    index[axis] = slice(0, size)
+    return w[tuple(index)]
 
 
-def tile_conv(pred, t: Shape, kernel: Tuple[int, int]):
-    """(Co', Ci', h, w) decoder output -> target (t0, t1, kh, kw): periodic in channels.
+def tile_conv(pred, t: Shape, xp=np):
+    """(Co', Ci', kh, kw) -> target (t0, t1, kh, kw): sliced, then periodic in channels."""
+    w = pred[: min(t[0], pred.shape[0]), : min(t[1], pred.shape[1])]
+    return _tile_axis(_tile_axis(w, 0, t[0], xp), 1, t[1], xp)
 
-    The spatial window already has the kernel's size (or was resized to it).
+
+tile_2d = tile_conv      # the same rule on (out, in)
+
+
+def tile_1d(pred, t0: int, xp=np):
+    return _tile_axis(pred[: min(t0, pred.shape[0])], 0, t0, xp)
+
+
+def tile_pos(pred, t: Shape, cls_row, xp=np):
+    """(1, C', s, s) -> (1, T, C): grid tokens in row-major order after the class row.
+
+    cls_row (1, 1, C') is the class-token position, which the reference draws from
+    N(0, 0.02) at every prediction.
     """
-    w = pred[: min(t[0], pred.shape[0]), : min(t[1], pred.shape[1])]
-    w = _tile_axis(w, 0, t[0])
-    return _tile_axis(w, 1, t[1])
-
-
-def tile_2d(pred, t: Shape):
-    w = pred[: min(t[0], pred.shape[0]), : min(t[1], pred.shape[1])]
-    return _tile_axis(_tile_axis(w, 0, t[0]), 1, t[1])
-
-
-def tile_1d(pred, t0: int):
-    return _tile_axis(pred[: min(t0, pred.shape[0])], 0, t0)
-
-
-def tile_pos(pred, t: Shape, key, std: float = 0.02):
-    """(1, C', s, s) -> (1, T, C): tokens in row-major grid order after a random class row."""
     c, s1, s2 = pred.shape[1:]
-    tok = jnp.transpose(pred.reshape(pred.shape[0], c, s1 * s2), (0, 2, 1))   # (1, s*s, C')
+    tok = xp.transpose(pred.reshape(pred.shape[0], c, s1 * s2), (0, 2, 1))   # (1, s*s, C')
     tok = tok[: min(t[0], tok.shape[0]), : min(t[1], tok.shape[1]), : min(t[2], tok.shape[2])]
-    cls = std * jax.random.normal(key, (tok.shape[0], 1, tok.shape[2]), tok.dtype)
-    w = jnp.concatenate([cls, tok], axis=1)
-    w = _tile_axis(w, 0, t[0])
-    if t[1] > w.shape[1]:
-        return _tile_axis(_tile_axis(w, 1, t[1]), 2, t[2])[:, : t[1]]
-    return _tile_axis(w[:, : t[1]], 2, t[2])
+    w = xp.concatenate([cls_row[:, :, : tok.shape[2]].astype(tok.dtype), tok], axis=1)
+    w = _tile_axis(w, 0, t[0], xp)
+    return _tile_axis(_tile_axis(w, 1, t[1], xp), 2, t[2], xp)
 
 
-def normalise(p, t: Shape, norm_weight: bool = False):
+def normalise(p, t: Shape, norm_weight: bool = False, xp=np):
     """Fan-in scaling of weights; sigmoid / tanh maps of norm weights / biases (§2.9)."""
     if p.ndim == 1:
-        return 2.0 * jax.nn.sigmoid(0.5 * p) if norm_weight else jnp.tanh(0.2 * p)
+        return 2.0 / (1.0 + xp.exp(-0.5 * p)) if norm_weight else xp.tanh(0.2 * p)
     if p.ndim > 2 and t[2] >= 11 and t[0] == 1:
         return p                   # positional encodings are used as predicted
     beta = 1.0 if p.ndim > 2 and (t[1] == 1 or t[2] < t[3]) else 2.0
     fan_in = int(np.prod(t[1:]))
-    return p * math.sqrt(beta / fan_in)
+    return p * np.float32(math.sqrt(beta / fan_in))
 
 
-def resize_bilinear(x, size: Tuple[int, int]):
-    """torch's F.interpolate(bilinear, align_corners=False) on the last two axes (upsampling)."""
-    return jax.image.resize(x, x.shape[:-2] + tuple(size), method="bilinear", antialias=False)
+def bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in): torch's bilinear interpolation, align_corners=False, as a matrix."""
+    m = np.zeros((n_out, n_in), np.float64)
+    scale = n_in / n_out
+    for i in range(n_out):
+        src = max((i + 0.5) * scale - 0.5, 0.0)
+        i0 = min(int(np.floor(src)), n_in - 1)
+        i1 = min(i0 + 1, n_in - 1)
+        lam = src - i0
+        m[i, i0] += 1.0 - lam
+        m[i, i1] += lam
+    return m.astype(np.float32)
+
+
+def resize_bilinear(x, size: Tuple[int, int], xp=np):
+    """torch's F.interpolate(mode='bilinear', align_corners=False) on the last two axes."""
+    rh = bilinear_matrix(x.shape[-2], size[0])
+    rw = bilinear_matrix(x.shape[-1], size[1])
+    return xp.einsum("ih,...hw,jw->...ij", rh, x, rw)

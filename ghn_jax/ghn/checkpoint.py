@@ -73,6 +73,49 @@ def torch_key_to_flax(key: str) -> Optional[str]:
     return None
 
 
+def flax_to_torch_key(path: str, layout: str = "released") -> str:
+    """Inverse of torch_key_to_flax; layout 'released' puts the structural tables on top."""
+    parts = path.split("/")
+    leaf = {"kernel": "weight", "embedding": "weight", "scale": "weight", "bias": "bias"}[parts[-1]]
+    mod = parts[:-1]
+    head = mod[0]
+    if head == "ln":
+        return f"ln.{leaf}"
+    if head == "embed":
+        return "embed.weight"
+    if head in ("embed_channel", "embed_spatial"):
+        return f"shape_enc.{head}.weight"
+    if head.startswith("gnn_"):
+        i = head[4:]
+        sub = mod[1]
+        if sub in ("centrality_embed_in", "centrality_embed_out", "input_dist_embed"):
+            return f"{sub}.weight" if layout == "released" else f"gnn.0.{sub}.weight"
+        table = {"ln1": f"ln1.{leaf}", "ln2": f"ln2.{leaf}", "to_qkv": "attn.to_qkv.weight",
+                 "to_out": f"attn.to_out.0.{leaf}", "edge_embed": "attn.edge_embed.embed.weight",
+                 "proj_e_0": f"attn.proj_e.0.{leaf}", "proj_e_2": f"attn.proj_e.2.{leaf}",
+                 "ff_0": f"ff.net.0.{leaf}", "ff_3": f"ff.net.3.{leaf}"}
+        return f"gnn.{i}.{table[sub]}"
+    if head == "decoder":
+        sub = mod[1]
+        table = {"fc_0": "fc.0", "conv_0": "conv.0", "conv_2": "conv.2",
+                 "class_layer_predictor_1": "class_layer_predictor.1"}
+        return f"decoder.{table[sub]}.{leaf}"
+    if head in ("decoder_1d_0", "decoder_1d_2"):
+        return f"decoder_1d.fc.{head[-1]}.{leaf}"
+    if head == "bias_class_1":
+        return f"bias_class.1.{leaf}"
+    raise KeyError(path)
+
+
+def flax_to_torch_state_dict(params, layout: str = "released") -> Dict[str, np.ndarray]:
+    """Flax GHN-3 params -> the reference's state dict (numpy arrays, torch layout)."""
+    out = {}
+    for path, v in _flatten(params).items():
+        v = np.asarray(v, np.float32)
+        out[flax_to_torch_key(path, layout)] = np.ascontiguousarray(v.T if path.endswith("/kernel") else v)
+    return out
+
+
 def infer_config(state_dict: Mapping[str, np.ndarray]) -> GHNConfig:
     """The config `from_pretrained` infers from the keys (§3.2)."""
     keys = list(state_dict)

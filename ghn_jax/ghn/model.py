@@ -143,6 +143,18 @@ class ConvDecoder(nn.Module):
     def __call__(self, z, rows, cols):
         return self.features(z, rows, cols)
 
+    def pixels(self, z, slot, r, c):
+        """Decoder outputs at chosen pixels: z (n, hid), slot/r/c (P,) int -> (P, Co*Ci).
+
+        Pixel p is row r[p], column c[p] of node slot[p]'s S x S map; the per-pixel MLP
+        runs only where a window needs it.
+        """
+        _, _, s, _ = self.max_shape
+        n = z.shape[0]
+        f = jax.nn.relu(self.fc_0(z)).reshape(n, 4 * self.hid, s * s)
+        fp = f[slot, :, r * s + c]                                   # (P, 4hid)
+        return self.conv_2(jax.nn.relu(self.conv_0(fp)))
+
     def classifier(self, z):
         """(n, hid) -> (n, K, Ci): the centre pixel mapped through the class predictor."""
         _, _, s, _ = self.max_shape
@@ -200,6 +212,9 @@ class GHN3(nn.Module):
     # -- decoders (each applied to a group of node embeddings z: (n, hid)) -----------------
     def decode_conv(self, z, rows, cols):
         return self.decoder(z, rows, cols)
+
+    def decode_pixels(self, z, slot, r, c):
+        return self.decoder.pixels(z, slot, r, c)
 
     def decode_class(self, z):
         return self.decoder.classifier(z)

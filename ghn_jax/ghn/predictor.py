@@ -40,6 +40,23 @@ def _pow2(n: int) -> int:
     return 1 << max(0, int(n - 1).bit_length())
 
 
+def _pad(values: Sequence[int], size: int) -> np.ndarray:
+    out = np.zeros(size, np.int32)
+    out[: len(values)] = values
+    return out
+
+
+def _forward(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes, slot, r, c, one_d, last_w, last_b):
+    """The whole GHN on one padded graph: (B=1, M) inputs -> embeddings and decoder outputs."""
+    v = {"params": params}
+    x = module.apply(v, types, shape_ind, spd, valid)[0]                       # (M, hid)
+    pix = module.apply(v, x[conv_nodes], slot, r, c, method=GHN3.decode_pixels)
+    rows = module.apply(v, x[one_d], method=GHN3.decode_1d)
+    cw = module.apply(v, x[last_w][None], method=GHN3.decode_class)[0]
+    cb = module.apply(v, x[last_b][None], method=GHN3.decode_class_bias)[0]
+    return x, pix, rows, cw, cb
+
+
 class GHN:
     """A GHN-3 with its parameters, ready to predict."""
 
@@ -47,20 +64,7 @@ class GHN:
         self.config = config
         self.module: GHN3 = ghn_module(config)
         self.params = jax.tree_util.tree_map(jnp.asarray, params)
-        m = self.module
-
-        @jax.jit
-        def embed(params, types, shape_ind, spd, valid):
-            return m.apply({"params": params}, types, shape_ind, spd, valid)
-        self._embed = embed
-
-        @functools.partial(jax.jit, static_argnums=(2, 3))
-        def decode_conv(params, z, rows, cols):
-            return m.apply({"params": params}, z, rows, cols, method=GHN3.decode_conv)
-        self._decode_conv = decode_conv
-        self._decode_class = jax.jit(lambda p, z: m.apply({"params": p}, z, method=GHN3.decode_class))
-        self._decode_1d = jax.jit(lambda p, z: m.apply({"params": p}, z, method=GHN3.decode_1d))
-        self._decode_cb = jax.jit(lambda p, z: m.apply({"params": p}, z, method=GHN3.decode_class_bias))
+        self._forward = jax.jit(functools.partial(_forward, self.module))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, trust_pickle: bool = False, **kwargs) -> "GHN":
@@ -69,72 +73,86 @@ class GHN:
         return cls(config, params)
 
     # -- the GHN forward ------------------------------------------------------------------
-    def embed_graph(self, graph: ArchGraph):
-        """(N, hid) float32 node embeddings after the final LayerNorm."""
-        batch = pad_graphs([graph])
-        si = shape_indices(batch.node_types, batch.shapes, self.config.num_classes, self.config.max_shape[2])
-        x = self._embed(self.params, batch.node_types, si, batch.spd.astype(np.int32), batch.mask)
-        return x[0, : graph.n_nodes]
+    def run(self, graph: ArchGraph, tasks: List[assign.NodeTask]):
+        """One jitted call: embeddings, decoder outputs of every window pixel, 1-D rows, class layers.
 
-    def decode(self, graph: ArchGraph, z, rng: jax.Array) -> Dict[str, jax.Array]:
-        """{Flax param path: tensor in torch layout} for every node with a parameter."""
+        Returns numpy arrays: x (N, hid), pixels (P, Co*Ci), rows_1d (n1, 2, max_ch),
+        class_w (K, Ci), class_b (K,). Every input is padded to a bucket, so architectures
+        of similar size share one compiled program.
+        """
+        cfg = self.config
+        s = cfg.max_shape[2]
+        batch = pad_graphs([graph])
+        si = shape_indices(batch.node_types, batch.shapes, cfg.num_classes, s)
+        conv = [t for t in tasks if t.kind == "conv"]
+        slot, r, c = [], [], []
+        for j, t in enumerate(conv):
+            (r0, r1), (c0, c1) = t.window
+            for rr in range(r0, r1):
+                for cc in range(c0, c1):
+                    slot.append(j)
+                    r.append(rr)
+                    c.append(cc)
+        conv_nodes = _pad([t.node for t in conv], _pow2(max(1, len(conv))))
+        p_pad = bucket_size(max(1, len(slot)))
+        one_d = [t.node for t in tasks if t.kind == "1d"]
+        n = graph.n_nodes
+        out = self._forward(self.params, batch.node_types, si, batch.spd.astype(np.int32), batch.mask,
+                            conv_nodes, _pad(slot, p_pad), _pad(r, p_pad), _pad(c, p_pad),
+                            _pad(one_d, _pow2(max(1, len(one_d)))), np.int32(n - 2), np.int32(n - 1))
+        x, pix, rows, cw, cb = jax.device_get(out)
+        return x[:n], pix[: len(slot)], rows[: len(one_d)], cw, cb
+
+    def decode(self, graph: ArchGraph, rng: jax.Array, tasks: Optional[List[assign.NodeTask]] = None):
+        """{Flax param path: numpy tensor in torch layout} for every node with a parameter."""
         cfg = self.config
         co, ci, s, _ = cfg.max_shape
-        tasks = assign.plan(graph, cfg.max_shape)
-        out: Dict[str, jax.Array] = {}
-
-        def gather(idx):
-            n = len(idx)
-            pad = _pow2(n)
-            return jnp.take(z, jnp.asarray(list(idx) + [idx[0]] * (pad - n)), axis=0)
-
-        groups: Dict[Tuple, List[assign.NodeTask]] = {}
+        tasks = tasks if tasks is not None else assign.plan(graph, cfg.max_shape)
+        _, pix, rows, cw, cb = self.run(graph, tasks)
+        out: Dict[str, np.ndarray] = {}
+        p0, i1 = 0, 0
         for t in tasks:
-            groups.setdefault((t.kind, t.window if t.kind == "conv" else None), []).append(t)
-        rng_pos = rng
-        for (kind, win), ts in groups.items():
-            idx = [t.node for t in ts]
-            if kind == "conv":
-                preds = self._decode_conv(self.params, gather(idx), win[0], win[1])
-            elif kind == "class":
-                preds = self._decode_class(self.params, gather(idx))
-            elif kind == "1d":
-                preds = self._decode_1d(self.params, gather(idx))
-            else:
-                preds = self._decode_cb(self.params, gather(idx))
-            for j, t in enumerate(ts):
-                name = graph.param_names[t.node]
-                p = preds[j]
-                if kind == "conv":
-                    p = p[: t.key_out, : t.key_in]
-                    if len(t.target) == 3:            # positional embedding (1, T, C)
-                        rng_pos, k = jax.random.split(rng_pos)
-                        w = assign.tile_pos(p, t.target, k)
-                    elif len(t.target) == 2:
-                        w = assign.tile_2d(p[:, :, p.shape[2] // 2, p.shape[3] // 2], t.target)
-                    else:
-                        kh, kw = t.target[2:]
-                        if kh > s or kw > s:
-                            p = assign.resize_bilinear(p, (kh, kw))
-                        w = assign.tile_conv(p, t.target, (kh, kw))
-                    out[name] = assign.normalise(w, t.target)
-                elif kind == "class":
-                    w = assign.tile_2d(p[:, : t.key_in], t.target[:2])
-                    if len(t.target) == 4:
-                        w = w.reshape(t.target)
-                    out[name] = assign.normalise(w, t.target)
-                elif kind == "1d":
-                    out[name] = assign.normalise(assign.tile_1d(p[t.row], t.target[0]), t.target,
-                                                 norm_weight=t.norm_weight)
-                    for extra in graph.extra_params[t.node]:   # a norm's bias: row 1 of its node
-                        out[extra] = assign.normalise(assign.tile_1d(p[1], t.target[0]), t.target)
+            name = graph.param_names[t.node]
+            if t.kind == "conv":
+                (r0, r1), (c0, c1) = t.window
+                h, w = r1 - r0, c1 - c0
+                p = pix[p0:p0 + h * w].reshape(h, w, co, ci).transpose(2, 3, 0, 1)
+                p0 += h * w
+                p = p[: t.key_out, : t.key_in]
+                if len(t.target) == 3:                    # positional embedding (1, T, C)
+                    rng, k = jax.random.split(rng)
+                    cls_row = np.asarray(0.02 * jax.random.normal(k, (1, 1, p.shape[1])), np.float32)
+                    v = assign.tile_pos(p, t.target, cls_row)
+                elif len(t.target) == 2:
+                    v = assign.tile_2d(p[:, :, h // 2, w // 2], t.target)
                 else:
-                    out[name] = assign.normalise(assign.tile_1d(p, t.target[0]), t.target)
+                    kh, kw = t.target[2:]
+                    if kh > s or kw > s:
+                        p = assign.resize_bilinear(p, (kh, kw))
+                    v = assign.tile_conv(p, t.target)
+                out[name] = assign.normalise(v, t.target)
+            elif t.kind == "class":
+                v = assign.tile_2d(cw[:, : t.key_in], t.target[:2])
+                out[name] = assign.normalise(v.reshape(t.target), t.target)
+            elif t.kind == "1d":
+                p = rows[i1]
+                i1 += 1
+                out[name] = assign.normalise(assign.tile_1d(p[t.row], t.target[0]), t.target,
+                                             norm_weight=t.norm_weight)
+                for extra in graph.extra_params[t.node]:       # a norm's bias: row 1 of its node
+                    out[extra] = assign.normalise(assign.tile_1d(p[1], t.target[0]), t.target)
+            else:
+                out[name] = assign.normalise(assign.tile_1d(cb, t.target[0]), t.target)
         return out
 
     # -- end to end -----------------------------------------------------------------------
+    def __call__(self, model: Union[str, nn.Module, ArchGraph], *args, **kwargs):
+        """Predicted Flax variables of `model` (see `predict`, which also returns a report)."""
+        return self.predict(model, *args, **kwargs)[0]
+
     def predict(self, model: Union[str, nn.Module, ArchGraph], input_shape: Optional[Sequence[int]] = None,
-                *, num_classes: Optional[int] = None, rng: Union[int, jax.Array] = 0):
+                *, num_classes: Optional[int] = None, rng: Union[int, jax.Array] = 0,
+                tile_classifier: bool = False):
         """Predicted Flax variables {'params', 'batch_stats'} and a PredictionReport.
 
         Parameters no node predicts keep the model's own initialisation (listed in the
@@ -159,17 +177,28 @@ class GHN:
             shape = input_shape or (2, size, size, 3)
             graph = build_graph(module, shape, name=name)
         times["graph"] = time.perf_counter() - t0
+        self._check_classes(graph, tile_classifier)
         t1 = time.perf_counter()
         key = jax.random.PRNGKey(rng) if isinstance(rng, int) else rng
-        z = self.embed_graph(graph)
-        torch_layout = self.decode(graph, z, key)
-        predicted = jax.block_until_ready(to_flax_params(torch_layout, graph.abstract_variables))
+        torch_layout = self.decode(graph, key)
+        predicted = to_flax_params(torch_layout, graph.abstract_variables)
         times["ghn"] = time.perf_counter() - t1
         variables = complete_variables(predicted, graph, module, key)
-        norm = float(np.sqrt(sum(float(jnp.sum(jnp.square(v))) for v in torch_layout.values())))
+        norm = float(np.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in torch_layout.values())))
         pred_names = sorted(torch_layout)
         report = PredictionReport(graph.name, pred_names, list(graph.not_predicted), norm, times)
         return variables, report
+
+
+    def _check_classes(self, graph: ArchGraph, tile_classifier: bool):
+        k = self.config.num_classes
+        n_out = graph.target_shapes[graph.n_nodes - 1]
+        n_out = int(n_out[0]) if n_out else None
+        if n_out is not None and n_out != k and not tile_classifier:
+            raise GhnError(
+                f"{graph.name} has {n_out} classes but this GHN predicts {k}-class classifiers. "
+                f"Use --num-classes {k}, or pass --tile-classifier (tile_classifier=True) to tile the "
+                f"{k}-class prediction as the reference does (meaningful only as an init for fine-tuning)")
 
 
 def to_flax_params(torch_layout: Dict[str, jax.Array], abstract_variables) -> Dict[str, jax.Array]:
@@ -183,7 +212,7 @@ def to_flax_params(torch_layout: Dict[str, jax.Array], abstract_variables) -> Di
         shape = tuple(leaf.shape)
         if keys[-1] == "kernel":
             if v.ndim == len(shape) and v.ndim in _KERNEL_TO_FLAX:
-                v = jnp.transpose(v, _KERNEL_TO_FLAX[v.ndim])
+                v = np.ascontiguousarray(np.transpose(v, _KERNEL_TO_FLAX[v.ndim]))
             else:                                   # DenseGeneral: torch (out, in) -> (in..., out...)
                 v = v.T.reshape(shape)
         if tuple(v.shape) != shape:
@@ -210,10 +239,10 @@ def complete_variables(predicted: Dict[str, jax.Array], graph: ArchGraph, module
             leaves.append(predicted[path])
         elif keys[0] == "batch_stats":
             fill = 1.0 if keys[-1] == "var" else 0.0
-            leaves.append(jnp.full(leaf.shape, fill, leaf.dtype))
+            leaves.append(np.full(leaf.shape, fill, leaf.dtype))
         else:
             v = init_vals
             for k in keys:
                 v = v[k]
-            leaves.append(v)
+            leaves.append(np.asarray(v))
     return jax.tree_util.tree_unflatten(flat_abstract[1], leaves)
