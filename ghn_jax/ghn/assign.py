@@ -40,13 +40,16 @@ def min_sz(n: int, max_n: int) -> int:
     return n
 
 
-def window(k: int, s: int) -> Tuple[int, int]:
-    """Rows of the S x S decoder map used for a kernel side k (GHN-3 centre window)."""
+def window(k: int, s: int, centre: bool = True) -> Tuple[int, int]:
+    """Rows of the S x S decoder map used for a kernel side k: GHN-3 centres the
+    window, GHN-2 (centre=False) takes it from the top-left corner."""
+    if not centre:
+        return 0, min(k, s)
     off = s // 2
     return max(0, off - k // 2), min(s, off + -(-k // 2))
 
 
-def plan(graph, max_shape: Sequence[int]) -> List[NodeTask]:
+def plan(graph, max_shape: Sequence[int], centre: bool = True) -> List[NodeTask]:
     """One task per node that predicts a parameter."""
     co, ci, s, _ = max_shape
     n = graph.n_nodes
@@ -66,15 +69,15 @@ def plan(graph, max_shape: Sequence[int]) -> List[NodeTask]:
         elif last_w:
             tasks.append(NodeTask(i, "class", t, key_in=min_sz(t[1], ci)))
         elif len(t) == 2:
-            c = (s // 2, s // 2 + 1)
+            c = window(1, s, centre)
             tasks.append(NodeTask(i, "conv", t, (c, c), min_sz(t[1], ci), min_sz(t[0], co)))
         elif len(t) == 3 and t[0] == 1 and min(t[1:]) > 1:
             side = int(math.floor(math.sqrt(t[1])))
-            w = window(side, s)
+            w = window(side, s, centre)
             tasks.append(NodeTask(i, "conv", (1, t[2], side, side), (w, w), t[2], 1))
             tasks[-1] = dataclasses.replace(tasks[-1], target=t)
         elif len(t) == 4:
-            tasks.append(NodeTask(i, "conv", t, (window(t[2], s), window(t[3], s)),
+            tasks.append(NodeTask(i, "conv", t, (window(t[2], s, centre), window(t[3], s, centre)),
                                   min_sz(t[1], ci), min_sz(t[0], co)))
         else:
             raise NotImplementedError(f"parameter '{name}' of shape {t}: no GHN decoder for it")

@@ -62,6 +62,9 @@ _RULES = [
     (r"^decoder\.class_layer_predictor\.1\.(weight|bias)$", r"decoder/class_layer_predictor_1/\1"),
     (r"^decoder_1d\.fc\.([02])\.(weight|bias)$", r"decoder_1d_\1/\2"),
     (r"^bias_class\.1\.(weight|bias)$", r"bias_class_1/\1"),
+    # GHN-2 (GatedGNN)
+    (r"^gnn\.(mlp|mlp_ve)\.fc\.([02])\.(weight|bias)$", r"gated_gnn/\1/fc_\2/\3"),
+    (r"^gnn\.gru\.(weight_ih|weight_hh|bias_ih|bias_hh)$", r"gated_gnn/gru/\1"),
 ]
 
 
@@ -69,7 +72,7 @@ def torch_key_to_flax(key: str) -> Optional[str]:
     for pat, rep in _RULES:
         if re.match(pat, key):
             path = re.sub(pat, rep, key)
-            return path.replace("/weight", "/kernel") if not path.endswith("embedding") else path
+            return path[: -len("weight")] + "kernel" if path.endswith("/weight") else path
     return None
 
 
@@ -104,6 +107,10 @@ def flax_to_torch_key(path: str, layout: str = "released") -> str:
         return f"decoder_1d.fc.{head[-1]}.{leaf}"
     if head == "bias_class_1":
         return f"bias_class.1.{leaf}"
+    if head == "gated_gnn":
+        if mod[1] == "gru":
+            return f"gnn.gru.{parts[-1]}"
+        return f"gnn.{mod[1]}.fc.{mod[2][-1]}.{leaf}"
     raise KeyError(path)
 
 
@@ -119,8 +126,7 @@ def flax_to_torch_state_dict(params, layout: str = "released") -> Dict[str, np.n
 def infer_config(state_dict: Mapping[str, np.ndarray]) -> GHNConfig:
     """The config `from_pretrained` infers from the keys (§3.2)."""
     keys = list(state_dict)
-    if any("gnn.gru." in k for k in keys):
-        raise CheckpointError("this is a GHN-2 checkpoint; GHN-2 is not supported yet")
+    is_ghn2 = any("gnn.gru." in k for k in keys)
     cls = next((k for k in keys if "class_layer_predictor" in k), None)
     if cls is None or "embed.weight" not in state_dict:
         raise CheckpointError("not a GHN-3 state dict: no 'embed.weight' / 'class_layer_predictor'")
@@ -135,7 +141,7 @@ def infer_config(state_dict: Mapping[str, np.ndarray]) -> GHNConfig:
     m = int(round(math.sqrt(np.shape(conv2)[0])))
     layers = sum(1 for k in keys if k.startswith("gnn.") and k.endswith("ln1.weight"))
     return GHNConfig(hid=hid, layers=layers, heads=16 if hid > 64 else 8, max_shape=(m, m, spatial, spatial),
-                     num_classes=num_classes, layernorm="ln.weight" in state_dict)
+                     num_classes=num_classes, layernorm="ln.weight" in state_dict, is_ghn2=is_ghn2)
 
 
 def torch_state_dict_to_flax(state_dict: Mapping[str, Any], config: Optional[GHNConfig] = None):
@@ -189,7 +195,7 @@ def abstract_params(config: GHNConfig):
 def ghn_module(config: GHNConfig):
     from ghn_jax.ghn.model import GHN3
     return GHN3(hid=config.hid, layers=config.layers, heads=config.heads, max_shape=tuple(config.max_shape),
-                num_classes=config.num_classes, layernorm=config.layernorm)
+                num_classes=config.num_classes, layernorm=config.layernorm, is_ghn2=config.is_ghn2)
 
 
 def _numpy(v) -> np.ndarray:

@@ -71,8 +71,6 @@ def load_ghn(name_or_path: str, trust_pickle: bool = False, cache: Optional[str]
             raise CheckpointError(f"checkpoint file '{name_or_path}' does not exist")
         raise CheckpointError(f"unknown GHN checkpoint '{name_or_path}': use one of {', '.join(RELEASED)} "
                               f"or a path to a checkpoint file")
-    if name == "ghn2":
-        raise CheckpointError("the GHN-2 checkpoint is not supported yet; use a GHN-3 (e.g. ghn3tm8)")
     cache = cache or cache_dir()
     converted = os.path.join(cache, f"{name}.safetensors")
     if os.path.exists(converted):

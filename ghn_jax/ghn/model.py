@@ -116,10 +116,15 @@ _PAIR_LIMIT = 51   # distances 0 (no edge) .. 50 (ve cutoff)
 
 
 class ConvDecoder(nn.Module):
-    """ConvDecoder3 (§2.5a): fc -> ReLU -> window -> per-pixel MLP -> (Co, Ci, h, w)."""
+    """ConvDecoder3 (§2.5a): fc -> ReLU -> window -> per-pixel MLP -> (Co, Ci, h, w).
+
+    GHN-3 reads windows around the centre of the S x S map, GHN-2 (centre=False) from
+    its top-left corner.
+    """
     hid: int
     max_shape: Tuple[int, int, int, int]
     num_classes: int
+    centre: bool = True
 
     def setup(self):
         co, ci, s, _ = self.max_shape
@@ -158,20 +163,100 @@ class ConvDecoder(nn.Module):
     def classifier(self, z):
         """(n, hid) -> (n, K, Ci): the centre pixel mapped through the class predictor."""
         _, _, s, _ = self.max_shape
-        c = s // 2
+        c = s // 2 if self.centre else 0
         g = self.features(z, (c, c + 1), (c, c + 1))[..., 0, 0]     # (n, Co, Ci)
         g = jnp.transpose(g, (0, 2, 1))                             # (n, Ci, Co)
         return jnp.transpose(self.class_layer_predictor_1(jax.nn.relu(g)), (0, 2, 1))
 
 
+class GatedGNN(nn.Module):
+    """GHN-2's message passing (§2.11): one forward then one backward sweep of GRU updates.
+
+    At node v (in sweep order) the message is  sum_{u: d(u,v)=1} mlp(h_u)
+    + sum_{u: 1<=d(u,v)<=50} mlp_ve(h_u) / d(u,v)  over predecessors (forward sweep) or
+    successors (backward sweep), then h_v = GRUCell(m, h_v). Updates are sequential, so a
+    lax.scan carries the states and the neighbours' messages, refreshed row by row.
+    """
+    hid: int
+
+    @nn.compact
+    def __call__(self, x, spd, valid):
+        # x (M, hid) f32; spd (M, M) int; valid (M,) bool
+        hid = self.hid
+        mlp = _MLP2(hid, name="mlp")
+        mlp_ve = _MLP2(hid, name="mlp_ve")
+        gru = _TorchGRUCell(hid, name="gru")
+        m = x.shape[0]
+        d = spd.astype(jnp.float32)
+        a1 = (spd == 1).astype(jnp.float32)
+        ave = jnp.where((spd >= 1) & (spd <= 50), 1.0 / jnp.maximum(d, 1.0), 0.0)
+
+        def sweep(h, order, fwd):
+            p, q = mlp(h), mlp_ve(h)
+
+            def step(carry, v):
+                h, p, q = carry
+                w1 = a1[:, v] if fwd else a1[v, :]
+                wv = ave[:, v] if fwd else ave[v, :]
+                msg = w1 @ p + wv @ q
+                new = gru(msg, h[v])
+                keep = valid[v]
+                hv = jnp.where(keep, new, h[v])
+                h = h.at[v].set(hv)
+                p = p.at[v].set(jnp.where(keep, mlp(hv), p[v]))
+                q = q.at[v].set(jnp.where(keep, mlp_ve(hv), q[v]))
+                return (h, p, q), None
+            (h, _, _), _ = jax.lax.scan(step, (h, p, q), order)
+            return h
+
+        h = sweep(x, jnp.arange(m), True)
+        return sweep(h, jnp.arange(m)[::-1], False)
+
+
+class _MLP2(nn.Module):
+    """Linear(hid -> hid/2) - ReLU - Linear(hid/2 -> hid) - ReLU (ReLU after the last too)."""
+    hid: int
+
+    @nn.compact
+    def __call__(self, x):
+        x = jax.nn.relu(_dense(self.hid // 2, self.hid, "fc_0")(x))
+        return jax.nn.relu(_dense(self.hid, self.hid // 2, "fc_2")(x))
+
+
+class _TorchGRUCell(nn.Module):
+    """torch.nn.GRUCell (gate order r, z, n): params weight_ih/hh (3h, h), bias_ih/hh (3h,)."""
+    hid: int
+
+    @nn.compact
+    def __call__(self, x, h):
+        hid = self.hid
+        bound = 1.0 / math.sqrt(hid)
+        init = lambda k, s, d=jnp.float32: jax.random.uniform(k, s, d, -bound, bound)
+        w_ih = self.param("weight_ih", init, (3 * hid, hid))
+        w_hh = self.param("weight_hh", init, (3 * hid, hid))
+        b_ih = self.param("bias_ih", init, (3 * hid,))
+        b_hh = self.param("bias_hh", init, (3 * hid,))
+        gi = w_ih @ x + b_ih
+        gh = w_hh @ h + b_hh
+        r = jax.nn.sigmoid(gi[:hid] + gh[:hid])
+        z = jax.nn.sigmoid(gi[hid:2 * hid] + gh[hid:2 * hid])
+        n = jnp.tanh(gi[2 * hid:] + r * gh[2 * hid:])
+        return (1.0 - z) * n + z * h
+
+
 class GHN3(nn.Module):
-    """GHN-3 (hid, layers, heads, max_shape=(Co, Ci, S, S), num_classes K)."""
+    """GHN-3 (hid, layers, heads, max_shape=(Co, Ci, S, S), num_classes K).
+
+    is_ghn2=True gives GHN-2 as the GHN-3 code base runs it: GatedGNN message passing
+    instead of the Graphormer, and top-left decoder windows.
+    """
     hid: int = 64
     layers: int = 3
     heads: int = 8
     max_shape: Tuple[int, int, int, int] = (64, 64, 16, 16)
     num_classes: int = 1000
     layernorm: bool = True
+    is_ghn2: bool = False
 
     def setup(self):
         hid = self.hid
@@ -179,10 +264,15 @@ class GHN3(nn.Module):
         self.embed = nn.Embed(NUM_PRIMITIVES, hid, embedding_init=_embed_init(hid))
         self.embed_channel = nn.Embed(n_ch, hid // 4, embedding_init=_embed_init(hid // 4))
         self.embed_spatial = nn.Embed(n_s, hid // 4, embedding_init=_embed_init(hid // 4))
-        self.gnn = [GraphormerLayer(hid, self.heads, i == 0) for i in range(self.layers)]
+        if self.is_ghn2:
+            # one GatedGNN per graph of the batch, sharing parameters
+            self.gated_gnn = nn.vmap(GatedGNN, variable_axes={"params": None},
+                                     split_rngs={"params": False})(hid)
+        else:
+            self.gnn = [GraphormerLayer(hid, self.heads, i == 0) for i in range(self.layers)]
         if self.layernorm:
             self.ln = nn.LayerNorm(epsilon=1e-5)
-        self.decoder = ConvDecoder(hid, tuple(self.max_shape), self.num_classes)
+        self.decoder = ConvDecoder(hid, tuple(self.max_shape), self.num_classes, centre=not self.is_ghn2)
         max_ch = max(self.max_shape[0], self.max_shape[1])
         self.decoder_1d_0 = _dense(2 * hid, hid)
         self.decoder_1d_2 = _dense(2 * max_ch, 2 * hid, small=True)
@@ -201,9 +291,12 @@ class GHN3(nn.Module):
         self.sow("intermediates", "x_embed", x)
         x = (x + se) * valid[..., None]
         self.sow("intermediates", "x_shape_enc", x)
-        bias = None
-        for layer in self.gnn:
-            x, bias = layer(x, spd, valid, bias)
+        if self.is_ghn2:
+            x = self.gated_gnn(x, spd, valid)
+        else:
+            bias = None
+            for layer in self.gnn:
+                x, bias = layer(x, spd, valid, bias)
         self.sow("intermediates", "x_gnn", x)
         if self.layernorm:
             x = self.ln(x)

@@ -107,7 +107,7 @@ class GHN:
         """{Flax param path: numpy tensor in torch layout} for every node with a parameter."""
         cfg = self.config
         co, ci, s, _ = cfg.max_shape
-        tasks = tasks if tasks is not None else assign.plan(graph, cfg.max_shape)
+        tasks = tasks if tasks is not None else assign.plan(graph, cfg.max_shape, centre=not cfg.is_ghn2)
         _, pix, rows, cw, cb = self.run(graph, tasks)
         out: Dict[str, np.ndarray] = {}
         p0, i1 = 0, 0

@@ -1,8 +1,8 @@
-"""GHN-3 parity with the reference PyTorch code (seeded random GHN-3-T, 9 torchvision models).
+"""GHN-3 / GHN-2 parity with the reference PyTorch code (seeded random GHNs).
 
-Fast: tests/data/ghn3_tiny_compact.npz (see make_ghn3_compact.py) checks node embeddings
-of all 9 graphs and a few predicted tensors per arch. Slow: every predicted tensor of
-every fixture, with the full GHN from ../shared/ghn3_ref (skipped where absent).
+Fast: tests/data/ghn{3,2}_*_compact.npz (see make_compact_fixtures.py) check the node
+embeddings of every fixture graph and a few predicted tensors per arch. Slow: every
+predicted tensor of every fixture, with the full GHNs from ../shared (skipped where absent).
 """
 import collections
 import json
@@ -18,10 +18,14 @@ from ghn_jax.ghn.predictor import GHN
 from ghn_jax.graph import build_graph
 
 HERE = os.path.dirname(__file__)
-COMPACT = os.path.join(HERE, "..", "data", "ghn3_tiny_compact.npz")
-SHARED = os.path.join(HERE, "..", "..", "..", "shared", "ghn3_ref")
+DATA = os.path.join(HERE, "..", "data")
+SHARED = os.path.join(HERE, "..", "..", "..", "shared")
 ARCHS = ["resnet18", "resnet50", "vit_b_16", "mobilenet_v2", "convnext_tiny", "densenet121",
          "efficientnet_b0", "swin_t", "regnet_y_400mf"]
+GHN2_ARCHS = ["resnet18", "mobilenet_v2", "vit_b_16"]
+CASES = [("ghn3", a) for a in ARCHS] + [("ghn2", a) for a in GHN2_ARCHS]
+COMPACT = {"ghn3": "ghn3_tiny_compact.npz", "ghn2": "ghn2_compact.npz"}
+FULL = {"ghn3": ("ghn3_ref", "ghn3_tiny_seed0.joblib"), "ghn2": ("ghn2_ref", "ghn2_seed0.joblib")}
 RTOL = 1e-4
 
 
@@ -29,9 +33,13 @@ def rel_l2(a, b):
     return float(np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(b), 1e-12))
 
 
-@pytest.fixture(scope="module")
-def compact():
-    z = np.load(COMPACT)
+_CACHE = {}
+
+
+def compact(kind):
+    if kind in _CACHE:
+        return _CACHE[kind]
+    z = np.load(os.path.join(DATA, COMPACT[kind]))
     sd = {}
     for k in z.files:
         if not k.startswith("ghn/"):
@@ -48,7 +56,8 @@ def compact():
         else:
             sd[name] = z[k]
     config, params = torch_state_dict_to_flax(sd)
-    return z, GHN(config, params)
+    _CACHE[kind] = z, GHN(config, params)
+    return _CACHE[kind]
 
 
 def _torch_names(graph):
@@ -77,9 +86,9 @@ def ref_graphs():
     return np.load(os.path.join(HERE, "..", "data", "ghn3_ref_graphs.npz"))
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_parity_compact(arch, compact, ref_graphs):
-    z, ghn = compact
+@pytest.mark.parametrize("kind,arch", CASES)
+def test_parity_compact(kind, arch, ref_graphs):
+    z, ghn = compact(kind)
     graph = build_graph(arch)
     x, *_ = ghn.run(graph, [])
     _assert_embeddings(graph, x, z[f"{arch}/x_ln"], ref_graphs)
@@ -99,11 +108,12 @@ def test_parity_compact(arch, compact, ref_graphs):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/ghn3_ref not present")
-@pytest.mark.parametrize("arch", ARCHS)
-def test_parity_full_fixtures(arch):
-    ghn = GHN.from_pretrained(os.path.join(SHARED, "ghn3_tiny_seed0.joblib"), trust_pickle=True)
-    z = np.load(os.path.join(SHARED, f"{arch}.npz"))
+@pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared not present")
+@pytest.mark.parametrize("kind,arch", CASES)
+def test_parity_full_fixtures(kind, arch):
+    folder, ghn_file = FULL[kind]
+    ghn = GHN.from_pretrained(os.path.join(SHARED, folder, ghn_file), trust_pickle=True)
+    z = np.load(os.path.join(SHARED, folder, f"{arch}.npz"))
     graph = build_graph(arch)
     pred = ghn.decode(graph, jax.random.PRNGKey(0))
     names = _torch_names(graph)
@@ -126,6 +136,7 @@ def test_parity_full_fixtures(arch):
             assert abs(np.linalg.norm(ours.astype(np.float64)) - l2) <= RTOL * l2, n
             f256 = z[f"param_first256/{n}"]
             assert rel_l2(ours.ravel()[: f256.size], f256) <= RTOL, n
-    summary = json.load(open(os.path.join(SHARED, "summary.json")))["models"][arch]
+    summary = json.load(open(os.path.join(SHARED, folder, "summary.json")))
+    summary = summary.get("models", summary)[arch]
     if not any(n.endswith("pos_embedding") for n in ref_pred):
         assert abs(np.sqrt(total) - summary["total_l2_norm_predicted"]) <= 1e-5 * summary["total_l2_norm_predicted"]

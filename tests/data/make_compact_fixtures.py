@@ -1,12 +1,12 @@
-"""Builds tests/data/ghn3_tiny_compact.npz from ../shared/ghn3_ref (run once, by hand).
+"""Builds tests/data/ghn{3,2}_*_compact.npz from ../shared/ghn{3,2}_ref (run once, by hand).
 
-    python tests/data/make_ghn3_compact.py [--shared ../shared]
+    python tests/data/make_compact_fixtures.py [--shared ../shared]
 
 The default test suite must check GHN-3 parity without ../shared, within a few MB. The
 seeded GHN-3-T (27 MB) is mostly the conv decoder's `fc.0` (65536 outputs: 256 channels x
 16 x 16 pixels) and `conv.2` (4096 = 64 x 64 outputs). This file keeps every GHN tensor
 except those two, of which it keeps only the outputs that the selected reference tensors
-need (the 3 x 3 centre window of fc.0; the conv.2 outputs o*64+i of the selected convs),
+need (the 3 x 3 window of fc.0: centre for GHN-3, top-left for GHN-2; the conv.2 outputs o*64+i of the selected convs),
 plus, per architecture: the reference node embeddings (x_ln), a few 1-D predicted tensors,
 and for mobilenet_v2 its depthwise and first conv weights. Other decoder outputs come out
 wrong with the zero-filled weights and are not checked by the fast test.
@@ -16,8 +16,9 @@ import os
 
 import numpy as np
 
-ARCHS = ["resnet18", "resnet50", "vit_b_16", "mobilenet_v2", "convnext_tiny", "densenet121",
-         "efficientnet_b0", "swin_t", "regnet_y_400mf"]
+GHN3_ARCHS = ["resnet18", "resnet50", "vit_b_16", "mobilenet_v2", "convnext_tiny", "densenet121",
+              "efficientnet_b0", "swin_t", "regnet_y_400mf"]
+GHN2_ARCHS = ["resnet18", "mobilenet_v2", "vit_b_16"]
 S, CO, CI = 16, 64, 64
 
 
@@ -25,14 +26,21 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared"))
     args = ap.parse_args()
-    ref_dir = os.path.join(args.shared, "ghn3_ref")
+    build(os.path.join(args.shared, "ghn3_ref"), "ghn3_tiny_seed0.joblib", GHN3_ARCHS, (7, 8, 9),
+          "ghn3_tiny_compact.npz")
+    build(os.path.join(args.shared, "ghn2_ref"), "ghn2_seed0.joblib", GHN2_ARCHS, (0, 1, 2),
+          "ghn2_compact.npz")
+
+
+def build(ref_dir, ghn_file, archs, window, out_name):
     import joblib
-    sd = {k: v.numpy() for k, v in joblib.load(os.path.join(ref_dir, "ghn3_tiny_seed0.joblib")).items()}
+    sd = {k: v.numpy() for k, v in joblib.load(os.path.join(ref_dir, ghn_file)).items()}
+    hid = sd["embed.weight"].shape[1]
     out = {}
-    # fc.0: outputs c*S*S + r*S + col for the 3x3 centre window.
-    rows = np.array([c * S * S + r * S + col for c in range(4 * 64) for r in (7, 8, 9) for col in (7, 8, 9)])
+    # fc.0: outputs c*S*S + r*S + col for the 3x3 window.
+    rows = np.array([c * S * S + r * S + col for c in range(4 * hid) for r in window for col in window])
     conv2_rows = set()
-    for arch in ARCHS:
+    for arch in archs:
         z = np.load(os.path.join(ref_dir, f"{arch}.npz"))
         out[f"{arch}/x_ln"] = z["ghn/x_ln"]
         names = [str(n) for n in z["meta/predicted_names"]]
@@ -68,7 +76,7 @@ def main():
     out["rows/decoder.conv.2"] = conv2_rows.astype(np.int32)
     out["shapes/decoder.fc.0.weight"] = np.array(sd["decoder.fc.0.weight"].shape)
     out["shapes/decoder.conv.2.weight"] = np.array(sd["decoder.conv.2.weight"].shape)
-    path = os.path.join(os.path.dirname(__file__), "ghn3_tiny_compact.npz")
+    path = os.path.join(os.path.dirname(__file__), out_name)
     np.savez_compressed(path, **out)
     print(f"wrote {path}: {os.path.getsize(path) / 1e6:.2f} MB, {len(out)} arrays")
 
