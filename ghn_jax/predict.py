@@ -75,8 +75,9 @@ def main(argv=None) -> int:
           + (f" ({', '.join(report.not_predicted[:4])}{' ...' if len(report.not_predicted) > 4 else ''})"
              if report.not_predicted else ""))
     print(f"total norm of predicted params: {report.total_norm:.4f}")
-    print(f"time: load {t_load:.2f} s, graph {report.seconds['graph']:.2f} s, GHN {report.seconds['ghn']:.2f} s, "
-          f"write {t_write:.2f} s")
+    sec = report.seconds
+    print(f"time: load {t_load:.2f} s, graph {sec['graph']:.2f} s, GHN {sec['ghn']:.2f} s, "
+          f"tiling {sec['tiling']:.2f} s, write {t_write:.2f} s")
     if args.out:
         print(f"wrote {args.out} ({fmt})")
     return 0

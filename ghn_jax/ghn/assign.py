@@ -97,6 +97,19 @@ def _tile_axis(w, axis: int, size: int, xp=np):
     return w[tuple(index)]
 
 
+def periodic(block: np.ndarray, shape: Shape) -> np.ndarray:
+    """Slices `block` to `shape` where it is larger and repeats it periodically where it is
+    smaller (W[o, i] = w[o mod a, i mod b]): the reference's tiling, in one pass."""
+    block = block[tuple(slice(0, min(b, s)) for b, s in zip(block.shape, shape))]
+    reps = tuple(-(-s // b) for b, s in zip(block.shape, shape))
+    if all(r == 1 for r in reps):
+        return np.ascontiguousarray(block)
+    out = np.tile(block, reps)
+    if out.shape != tuple(shape):
+        out = np.ascontiguousarray(out[tuple(slice(0, s) for s in shape)])
+    return out
+
+
 def tile_conv(pred, t: Shape, xp=np):
     """(Co', Ci', kh, kw) -> target (t0, t1, kh, kw): sliced, then periodic in channels."""
     w = pred[: min(t[0], pred.shape[0]), : min(t[1], pred.shape[1])]

@@ -103,13 +103,23 @@ class GHN:
         x, pix, rows, cw, cb = jax.device_get(out)
         return x[:n], pix[: len(slot)], rows[: len(one_d)], cw, cb
 
-    def decode(self, graph: ArchGraph, rng: jax.Array, tasks: Optional[List[assign.NodeTask]] = None):
-        """{Flax param path: numpy tensor in torch layout} for every node with a parameter."""
+    def blocks(self, graph: ArchGraph, rng: jax.Array, tasks: Optional[List[assign.NodeTask]] = None,
+               timings: Optional[Dict[str, float]] = None):
+        """[(Flax param path, normalised block in torch layout, target torch shape)].
+
+        A block is the GHN's prediction for one parameter before periodic tiling: its
+        channels are sliced to the target, its spatial size is final. Normalisation is
+        applied here, on the block: it is element-wise (or one scalar per tensor), so it
+        commutes with tiling, and the large tiled tensor is written only once.
+        """
         cfg = self.config
         co, ci, s, _ = cfg.max_shape
+        t0 = time.perf_counter()
         tasks = tasks if tasks is not None else assign.plan(graph, cfg.max_shape, centre=not cfg.is_ghn2)
         _, pix, rows, cw, cb = self.run(graph, tasks)
-        out: Dict[str, np.ndarray] = {}
+        if timings is not None:
+            timings["ghn"] = time.perf_counter() - t0
+        out = []
         p0, i1 = 0, 0
         for t in tasks:
             name = graph.param_names[t.node]
@@ -118,31 +128,43 @@ class GHN:
                 h, w = r1 - r0, c1 - c0
                 p = pix[p0:p0 + h * w].reshape(h, w, co, ci).transpose(2, 3, 0, 1)
                 p0 += h * w
-                p = p[: t.key_out, : t.key_in]
+                p = p[: min(t.key_out, t.target[0]), : min(t.key_in, t.target[1])]
                 if len(t.target) == 3:                    # positional embedding (1, T, C)
                     rng, k = jax.random.split(rng)
                     cls_row = np.asarray(0.02 * jax.random.normal(k, (1, 1, p.shape[1])), np.float32)
                     v = assign.tile_pos(p, t.target, cls_row)
                 elif len(t.target) == 2:
-                    v = assign.tile_2d(p[:, :, h // 2, w // 2], t.target)
+                    v = p[:, :, h // 2, w // 2]
                 else:
                     kh, kw = t.target[2:]
                     if kh > s or kw > s:
                         p = assign.resize_bilinear(p, (kh, kw))
-                    v = assign.tile_conv(p, t.target)
-                out[name] = assign.normalise(v, t.target)
+                    v = p
+                out.append((name, assign.normalise(v, t.target), t.target))
             elif t.kind == "class":
-                v = assign.tile_2d(cw[:, : t.key_in], t.target[:2])
-                out[name] = assign.normalise(v.reshape(t.target), t.target)
+                v = cw[: t.target[0], : min(t.key_in, t.target[1])]
+                if len(t.target) == 4:
+                    v = v[:, :, None, None]
+                out.append((name, assign.normalise(v, t.target), t.target))
             elif t.kind == "1d":
                 p = rows[i1]
                 i1 += 1
-                out[name] = assign.normalise(assign.tile_1d(p[t.row], t.target[0]), t.target,
-                                             norm_weight=t.norm_weight)
+                v = p[t.row][: t.target[0]]
+                out.append((name, assign.normalise(v, t.target, norm_weight=t.norm_weight), t.target))
                 for extra in graph.extra_params[t.node]:       # a norm's bias: row 1 of its node
-                    out[extra] = assign.normalise(assign.tile_1d(p[1], t.target[0]), t.target)
+                    out.append((extra, assign.normalise(p[1][: t.target[0]], t.target), t.target))
             else:
-                out[name] = assign.normalise(assign.tile_1d(cb, t.target[0]), t.target)
+                out.append((name, assign.normalise(cb[: t.target[0]], t.target), t.target))
+        return out
+
+    def decode(self, graph: ArchGraph, rng: jax.Array, tasks: Optional[List[assign.NodeTask]] = None,
+               timings: Optional[Dict[str, float]] = None) -> Dict[str, np.ndarray]:
+        """{Flax param path: numpy tensor in torch layout} for every node with a parameter."""
+        blocks = self.blocks(graph, rng, tasks, timings)
+        t0 = time.perf_counter()
+        out = {name: assign.periodic(b, t) for name, b, t in blocks}
+        if timings is not None:
+            timings["tiling"] = time.perf_counter() - t0
         return out
 
     # -- end to end -----------------------------------------------------------------------
@@ -168,24 +190,25 @@ class GHN:
         else:
             if isinstance(model, str):
                 from ghn_jax import zoo
-                entry = zoo.entry(model)
-                module = entry.builder(num_classes=num_classes or self.config.num_classes)
-                size = entry.input_size
-                name = entry.name
+                from ghn_jax.graph.cache import zoo_graph
+                n_cls = num_classes or self.config.num_classes
+                graph = zoo_graph(model, n_cls, input_shape)
+                if graph.not_predicted:
+                    module = zoo.get(model, num_classes=n_cls)
             else:
-                module, size, name = model, 224, type(model).__name__
-            shape = input_shape or (2, size, size, 3)
-            graph = build_graph(module, shape, name=name)
+                module = model
+                graph = build_graph(module, input_shape or (2, 224, 224, 3), name=type(model).__name__)
         times["graph"] = time.perf_counter() - t0
         self._check_classes(graph, tile_classifier)
-        t1 = time.perf_counter()
         key = jax.random.PRNGKey(rng) if isinstance(rng, int) else rng
-        torch_layout = self.decode(graph, key)
-        predicted = to_flax_params(torch_layout, graph.abstract_variables)
-        times["ghn"] = time.perf_counter() - t1
+        blocks = self.blocks(graph, key, timings=times)
+        t2 = time.perf_counter()
+        predicted = {name: to_flax_layout(b, t, _leaf(graph.abstract_variables, name), name)
+                     for name, b, t in blocks}
         variables = complete_variables(predicted, graph, module, key)
-        norm = float(np.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in torch_layout.values())))
-        pred_names = sorted(torch_layout)
+        times["tiling"] = time.perf_counter() - t2
+        norm = float(np.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in predicted.values())))
+        pred_names = sorted(predicted)
         report = PredictionReport(graph.name, pred_names, list(graph.not_predicted), norm, times)
         return variables, report
 
@@ -201,24 +224,26 @@ class GHN:
                 f"{k}-class prediction as the reference does (meaningful only as an init for fine-tuning)")
 
 
-def to_flax_params(torch_layout: Dict[str, jax.Array], abstract_variables) -> Dict[str, jax.Array]:
-    """{path: torch-layout tensor} -> {path: tensor in the Flax variable's layout}."""
-    out = {}
-    for path, v in torch_layout.items():
-        keys = path.split("/")
-        leaf = abstract_variables
-        for k in keys:
-            leaf = leaf[k]
-        shape = tuple(leaf.shape)
-        if keys[-1] == "kernel":
-            if v.ndim == len(shape) and v.ndim in _KERNEL_TO_FLAX:
-                v = np.ascontiguousarray(np.transpose(v, _KERNEL_TO_FLAX[v.ndim]))
-            else:                                   # DenseGeneral: torch (out, in) -> (in..., out...)
-                v = v.T.reshape(shape)
-        if tuple(v.shape) != shape:
-            raise GhnError(f"predicted '{path}' has shape {tuple(v.shape)}, the model needs {shape}")
-        out[path] = v.astype(leaf.dtype)
-    return out
+def _leaf(tree, path: str):
+    for k in path.split("/"):
+        tree = tree[k]
+    return tree
+
+
+def to_flax_layout(block: np.ndarray, target: Tuple[int, ...], leaf, path: str) -> np.ndarray:
+    """A normalised torch-layout block -> the Flax variable, tiled in place in its layout."""
+    shape = tuple(leaf.shape)
+    if path.endswith("/kernel"):
+        if len(shape) == len(target) and block.ndim in _KERNEL_TO_FLAX:
+            perm = _KERNEL_TO_FLAX[block.ndim]
+            out = assign.periodic(np.transpose(block, perm), shape)
+        else:                       # DenseGeneral: torch (out, in) -> (in..., out...)
+            out = np.ascontiguousarray(assign.periodic(block, target).T).reshape(shape)
+    else:
+        out = assign.periodic(block, shape)
+    if out.shape != shape:
+        raise GhnError(f"predicted '{path}' has shape {out.shape}, the model needs {shape}")
+    return out.astype(leaf.dtype, copy=False)
 
 
 def complete_variables(predicted: Dict[str, jax.Array], graph: ArchGraph, module: Optional[nn.Module],
