@@ -6,7 +6,7 @@ import flax.linen as nn
 
 from ghn_jax.graph.graph import ArchGraph, assemble
 from ghn_jax.graph.primitives import PRIMITIVES, PRIMITIVE_ID
-from ghn_jax.graph.trace import trace
+from ghn_jax.graph.tracer import trace
 
 __all__ = ["ArchGraph", "PRIMITIVES", "PRIMITIVE_ID", "build_graph", "trace"]
 

@@ -24,7 +24,7 @@ import jraph
 from ghn_jax.export.torch_params import torch_name
 from ghn_jax.graph.primitives import PRIMITIVES, PRIMITIVE_ID
 from ghn_jax.graph.spd import VE_CUTOFF, shortest_paths
-from ghn_jax.graph.trace import TraceResult
+from ghn_jax.graph.tracer import TraceResult
 
 Path = Tuple[str, ...]
 

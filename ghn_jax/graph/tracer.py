@@ -132,6 +132,24 @@ class _Tracer:
     def is_ancestor(self, u: int, v: int) -> bool:
         return bool(self.anc[v] >> u & 1)
 
+    def recompute_ancestors(self):
+        """Exact ancestor sets (edges added out of data-flow order, e.g. by a layer called
+        twice, would leave the incremental sets stale)."""
+        succ: Dict[int, List[int]] = {i: [] for i in range(len(self.nodes))}
+        indeg = {i: len(p) for i, p in self.preds.items()}
+        for u, v in self.edges:
+            succ[u].append(v)
+        anc = [0] * len(self.nodes)
+        ready = [i for i, d in indeg.items() if d == 0]
+        while ready:
+            u = ready.pop()
+            for v in succ[u]:
+                anc[v] |= anc[u] | (1 << u)
+                indeg[v] -= 1
+                if indeg[v] == 0:
+                    ready.append(v)
+        self.anc = anc
+
     def prune_ancestors(self, srcs: frozenset) -> frozenset:
         if len(srcs) < 2:
             return srcs
@@ -211,8 +229,6 @@ def _make_interceptor(tr: _Tracer):
             leaf.called = True
             params = dict(module.variables.get("params", {}))
             leaf.nodes = [tr.add_node(n) for n in _leaf_nodes(module, params, path)]
-            for a, b in zip(leaf.nodes, leaf.nodes[1:]):
-                tr.add_edge(a, b)
         return jax.tree_util.tree_map(
             lambda o: _tag_p.bind(o, leaf=lid, io="out") if isinstance(o, jax.Array) else o, out)
     return interceptor
@@ -329,6 +345,9 @@ class _Walker:
             return
         for u in sorted(ins):
             tr.add_edge(u, leaf.nodes[0])
+        # The chain's own edges come after its inputs, so ancestor sets propagate in data-flow order.
+        for a, b in zip(leaf.nodes, leaf.nodes[1:]):
+            tr.add_edge(a, b)
         self.src[out] = frozenset({leaf.nodes[-1]})
 
     def call(self, eqn, sub: ClosedJaxpr, ins, union):
@@ -488,6 +507,7 @@ def _remove_nodes(tr: _Tracer, drop: Set[int]):
 
 
 def _finalise(tr: _Tracer, out_srcs: List[frozenset], input_node: int) -> int:
+    tr.recompute_ancestors()
     drop: Set[int] = set()
     if tr.has_gate:
         # An SE block's mean feeds the gate of its own cse node: drop it (reference rule).
