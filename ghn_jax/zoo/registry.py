@@ -1,7 +1,8 @@
 """Registry of zoo architectures, keyed by torchvision name.
 
-Lookup is forgiving about spelling: case, '-', '_' and '.' are ignored, so `vit_b16`,
-`ViT-B-16` and `vit_b_16` all name torchvision's `vit_b_16`. An unknown name is answered
+Lookup is forgiving about spelling: case, '-', '_' and '.' are ignored where that leaves
+one candidate, so `vit_b16`, `ViT-B-16` and `vit_b_16` all name torchvision's `vit_b_16`
+(but `regnet_y_16gf` and `regnet_y_1_6gf` stay distinct). An unknown name is answered
 with the closest registered names.
 """
 import dataclasses
@@ -22,7 +23,12 @@ class ZooEntry:
     family: str = ""
 
 
-_REGISTRY: Dict[str, ZooEntry] = {}
+_REGISTRY: Dict[str, ZooEntry] = {}          # exact torchvision name -> entry
+_LOOSE: Dict[str, List[str]] = {}             # name without separators -> torchvision names
+
+
+def _exact(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
 
 
 def _norm(name: str) -> str:
@@ -32,10 +38,10 @@ def _norm(name: str) -> str:
 def register(name: str, *, input_size: int = 224, family: str = ""):
     """Decorator: `@register('resnet50')` on `def resnet50(num_classes=1000) -> nn.Module`."""
     def deco(fn):
-        key = _norm(name)
-        if key in _REGISTRY:
+        if name in _REGISTRY:
             raise ValueError(f"zoo name '{name}' registered twice")
-        _REGISTRY[key] = ZooEntry(name, fn, input_size, family or fn.__module__.rsplit(".", 1)[-1])
+        _REGISTRY[name] = ZooEntry(name, fn, input_size, family or fn.__module__.rsplit(".", 1)[-1])
+        _LOOSE.setdefault(_norm(name), []).append(name)
         return fn
     return deco
 
@@ -51,14 +57,13 @@ def canonical_name(name: str) -> str:
 
 def entry(name: str) -> ZooEntry:
     _ensure_loaded()
-    key = _norm(name)
-    if key in _REGISTRY:
-        return _REGISTRY[key]
-    names = sorted(e.name for e in _REGISTRY.values())
-    close = difflib.get_close_matches(name.lower(), names, n=4, cutoff=0.5)
-    if not close:
-        close = difflib.get_close_matches(key, [_norm(n) for n in names], n=4, cutoff=0.5)
-        close = [_REGISTRY[c].name for c in close]
+    if _exact(name) in _REGISTRY:
+        return _REGISTRY[_exact(name)]
+    loose = _LOOSE.get(_norm(name), [])
+    if len(loose) == 1:                      # e.g. vit_b16 / ViT-B-16 -> vit_b_16
+        return _REGISTRY[loose[0]]
+    names = sorted(_REGISTRY)
+    close = loose or difflib.get_close_matches(_exact(name), names, n=4, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise UnknownArchError(
         f"unknown architecture '{name}'.{hint} (`python -m ghn_jax.graph --list` lists all {len(names)})")
