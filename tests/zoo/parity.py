@@ -14,14 +14,27 @@ from ghn_jax import zoo
 from ghn_jax.export import flax_to_torch, torch_to_flax
 
 
-def torchvision_model(name: str, seed: int = 0, num_classes: int = 1000):
+def torchvision_model(name: str, seed: int = 0, num_classes: int = 1000, randomize: bool = False):
+    """torchvision's model in eval mode. randomize=True replaces constant tensors (zero
+    heads, unit norms, 0/1 running stats) by random values so that a twin that ignores or
+    swaps them cannot pass on trivial numbers."""
     import torch
     import torchvision
     torch.manual_seed(seed)
     kwargs = {"num_classes": num_classes}
     if name in ("googlenet", "inception_v3"):
         kwargs["init_weights"] = True
-    return getattr(torchvision.models, name)(**kwargs).eval()
+    model = getattr(torchvision.models, name)(**kwargs).eval()
+    if randomize:
+        with torch.no_grad():
+            for k, t in model.state_dict().items():
+                if not t.is_floating_point() or t.numel() < 2:
+                    continue
+                if k.endswith("running_var"):
+                    t.uniform_(0.5, 1.5)
+                elif float(t.std()) == 0.0:
+                    t.add_(0.1 * torch.randn_like(t))
+    return model
 
 
 def abstract_variables(module, image_size: int, batch: int = 1):
@@ -33,7 +46,7 @@ def assert_zoo_parity(name: str, image_size: int = None, batch: int = 2, seed: i
                       num_classes: int = 1000, rtol: float = 1e-4):
     import torch
     image_size = image_size or zoo.input_size(name)
-    tv = torchvision_model(name, seed, num_classes)
+    tv = torchvision_model(name, seed, num_classes, randomize=True)
     sd = {k: v.detach().numpy() for k, v in tv.state_dict().items()}
     module = zoo.get(name, num_classes=num_classes)
     template = abstract_variables(module, image_size)
