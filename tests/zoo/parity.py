@@ -65,7 +65,8 @@ def assert_zoo_parity(name: str, image_size: int = None, batch: int = 2, seed: i
     x = rng.randn(batch, 3, image_size, image_size).astype(np.float32)
     with torch.no_grad():
         ref = tv(torch.from_numpy(x)).numpy()
-    out = module.apply(variables, jnp.asarray(x.transpose(0, 2, 3, 1)), train=False)
+    # jit: eager op-by-op execution of a large model compiles every op separately.
+    out = jax.jit(lambda v, x: module.apply(v, x, train=False))(variables, jnp.asarray(x.transpose(0, 2, 3, 1)))
     out = np.asarray(out)
     assert out.shape == ref.shape, (out.shape, ref.shape)
     scale = max(1.0, float(np.abs(ref).max()))
