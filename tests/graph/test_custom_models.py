@@ -107,3 +107,26 @@ def test_graphs_tuple_matches_dense():
     dense[gt.senders, gt.receivers] = gt.edges["dist"]
     np.testing.assert_array_equal(dense, g.spd)
     assert int(gt.n_node[0]) == g.n_nodes
+
+
+class SmallSE(nn.Module):
+    """Squeeze-excitation with a sigmoid gate: a cse node, and the SE mean is not a glob_avg."""
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        x = jax.nn.silu(nn.Conv(16, (3, 3), name="stem")(x))
+        s = jnp.mean(x, axis=(1, 2), keepdims=True)
+        s = jax.nn.relu(nn.Conv(4, (1, 1), name="fc1")(s))
+        s = jax.nn.sigmoid(nn.Conv(16, (1, 1), name="fc2")(s))
+        x = x * s
+        x = jnp.mean(x, axis=(1, 2))
+        return nn.Dense(10, name="head")(x)
+
+
+def test_squeeze_excitation_gate():
+    g = build_graph(SmallSE(), (1, 16, 16, 3))
+    edges, label = _named_edges(g)
+    P = "params/"
+    assert g.primitives.count("cse") == 1 and g.primitives.count("glob_avg") == 1
+    assert (P + "stem/bias", P + "fc1/kernel") in edges                 # the SE mean is bridged
+    assert {(P + "stem/bias", "cse"), (P + "fc2/bias", "cse"), ("cse", "glob_avg")} <= edges
