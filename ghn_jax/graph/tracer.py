@@ -37,7 +37,7 @@ from flax.core import scope as flax_scope
 from jax.extend.core import Primitive, ClosedJaxpr, Jaxpr, Literal
 
 from ghn_jax.errors import NotAClassifierError, UnsupportedOpError
-from ghn_jax.export.torch_params import torch_name as _torch_name, to_torch_layout
+from ghn_jax.export.torch_params import _KERNEL_TO_TORCH
 
 # ------------------------------------------------------------------------------------------
 # Leaf tagging
@@ -171,8 +171,10 @@ def _leaf_nodes(module: nn.Module, params: Dict[str, Any], path: Tuple[str, ...]
             f"(supported layers: Conv (2-D), Dense, BatchNorm, LayerNorm, Embed)")
 
     def pshape(leaf):
-        return tuple(to_torch_layout("params", path + (leaf,), np.empty(params[leaf].shape, np.int8)).shape) \
-            if leaf == "kernel" else tuple(params[leaf].shape)
+        shape = tuple(params[leaf].shape)
+        if leaf == "kernel" and len(shape) in _KERNEL_TO_TORCH:
+            return tuple(shape[i] for i in _KERNEL_TO_TORCH[len(shape)])
+        return shape
 
     if isinstance(module, nn.Conv):
         if len(module.kernel_size) != 2:
