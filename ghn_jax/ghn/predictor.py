@@ -10,6 +10,7 @@ Tiling and normalisation then shape each prediction into its parameter.
 import dataclasses
 import functools
 import time
+import zlib
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -249,16 +250,21 @@ def to_flax_layout(block: np.ndarray, target: Tuple[int, ...], leaf, path: str) 
     return out.astype(leaf.dtype, copy=False)
 
 
-def complete_variables(predicted: Dict[str, jax.Array], graph: ArchGraph, module: Optional[nn.Module],
+def complete_variables(predicted: Dict[str, np.ndarray], graph: ArchGraph, module: Optional[nn.Module],
                        key: jax.Array):
-    """The model's full variables: predictions, running stats 0/1, the rest at init."""
+    """The model's full variables: predictions, running stats 0/1, the rest at init.
+
+    Parameters without a node are drawn from the model's own initialisers one by one
+    (each with a key folded from its path), never by initialising the whole model.
+    """
     flat_abstract = jax.tree_util.tree_flatten_with_path(graph.abstract_variables)
-    init_vals = None
-    if graph.not_predicted:
+    initialisers = graph.initialisers
+    if graph.not_predicted and not all(tuple(p.split("/")) in initialisers for p in graph.not_predicted):
         if module is None:
             raise GhnError("parameters without a GHN node need the Flax module to be initialised")
-        x = jnp.zeros((1,) + tuple(graph.input_shape[1:]), jnp.float32)
-        init_vals = jax.jit(lambda k: module.init(k, x))(key)
+        from ghn_jax.graph.tracer import record_initialisers
+        initialisers = record_initialisers(module, (1,) + tuple(graph.input_shape[1:]))
+        graph.initialisers = initialisers          # graphs are cached: record once
     leaves = []
     for kp, leaf in flat_abstract[0]:
         keys = tuple(getattr(k, "key", str(k)) for k in kp)
@@ -269,8 +275,10 @@ def complete_variables(predicted: Dict[str, jax.Array], graph: ArchGraph, module
             fill = 1.0 if keys[-1] == "var" else 0.0
             leaves.append(np.full(leaf.shape, fill, leaf.dtype))
         else:
-            v = init_vals
-            for k in keys:
-                v = v[k]
-            leaves.append(np.asarray(v))
+            fn, args, kwargs = initialisers[keys]
+            k = jax.random.fold_in(key, zlib.crc32(path.encode()) & 0x7FFFFFFF)
+            value = np.asarray(fn(k, *args, **kwargs), leaf.dtype)
+            if value.shape != tuple(leaf.shape):
+                raise GhnError(f"initialiser of '{path}' gave shape {value.shape}, expected {tuple(leaf.shape)}")
+            leaves.append(value)
     return jax.tree_util.tree_unflatten(flat_abstract[1], leaves)

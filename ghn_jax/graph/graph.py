@@ -45,6 +45,8 @@ class ArchGraph:
     not_predicted: List[str]          # Flax param paths no node predicts
     abstract_variables: Any           # pytree of jax.ShapeDtypeStruct
     input_shape: Tuple[int, ...]
+    # The model's own initialisers of the parameters (in memory only, not saved).
+    initialisers: Dict[Tuple[str, ...], Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def n_nodes(self) -> int:
@@ -167,7 +169,7 @@ def assemble(result: TraceResult, name: str = "") -> ArchGraph:
     last_bias = ".bias" in torch_names[n - 1]
     return ArchGraph(name, node_types, shapes, spd, param_names, torch_names, extras, targets, modules,
                      bool(last_weight and n >= 2), bool(last_bias), not_predicted,
-                     result.abstract_variables, result.input_shape)
+                     result.abstract_variables, result.input_shape, result.initialisers)
 
 
 def _keys(kp) -> Tuple[str, ...]:

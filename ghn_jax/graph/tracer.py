@@ -94,6 +94,7 @@ class TraceResult:
     output_node: int                              # last node of the main classifier
     abstract_variables: Any                       # pytree of ShapeDtypeStruct
     input_shape: Tuple[int, ...]
+    initialisers: Dict[Tuple[str, ...], Any] = dataclasses.field(default_factory=dict)
 
 
 class _Tracer:
@@ -586,6 +587,20 @@ def _commute_pool_before_classifier(tr: _Tracer, g: int) -> int:
 # Public entry
 # ------------------------------------------------------------------------------------------
 
+def record_initialisers(model: nn.Module, input_shape: Sequence[int], train: bool = False,
+                        call_kwargs: Optional[Dict[str, Any]] = None) -> Dict[Tuple[str, ...], Any]:
+    """{('params', *path): (init_fn, args, kwargs)} of every parameter, by one abstract trace."""
+    record: Dict[Tuple[str, ...], Any] = {}
+    kwargs = dict(_call_kwargs(model, train)) if call_kwargs is None else dict(call_kwargs)
+
+    def init_fn(key, x):
+        with _zero_initialisers(record):
+            return model.init({"params": key, "dropout": key}, x, **kwargs)
+    jax.eval_shape(init_fn, jax.ShapeDtypeStruct((2,), jnp.uint32),
+                   jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32))
+    return record
+
+
 def _call_kwargs(model: nn.Module, train: bool) -> Dict[str, Any]:
     try:
         params = inspect.signature(type(model).__call__).parameters
@@ -601,13 +616,17 @@ def _call_kwargs(model: nn.Module, train: bool) -> Dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _zero_initialisers():
+def _zero_initialisers(record: Optional[Dict[Tuple[str, ...], Any]] = None):
     """Parameters are created as zeros while tracing: the graph needs their shapes only,
     and tracing every random initialiser is about 40% of a cold trace. Applies to
-    initialisers called as init(rng, shape[, dtype]) (all Flax layers); others run as is."""
+    initialisers called as init(rng, shape[, dtype]) (all Flax layers); others run as is.
+    `record` receives {('params', *path): (init_fn, args, kwargs)}: the model's own
+    initialisers, for parameters a GHN does not predict."""
     original = flax_scope.Scope.param
 
     def param(self, name, init_fn, *init_args, unbox=True, **init_kwargs):
+        if record is not None:
+            record[("params",) + tuple(self.path) + (name,)] = (init_fn, init_args, init_kwargs)
         shape = init_args[0] if init_args else None
         if isinstance(shape, int):
             shape = (shape,)
@@ -635,11 +654,12 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, train: bool = True,
     """
     t0 = time.perf_counter()
     tr = _Tracer()
+    initialisers: Dict[Tuple[str, ...], Any] = {}
     kwargs = dict(_call_kwargs(model, train)) if call_kwargs is None else dict(call_kwargs)
     input_node = tr.add_node(TracedNode("input", op="input"))
 
     def init_fn(key, x):
-        with nn.intercept_methods(_make_interceptor(tr)), _zero_initialisers():
+        with nn.intercept_methods(_make_interceptor(tr)), _zero_initialisers(initialisers):
             return model.init_with_output({"params": key, "dropout": key}, x, **kwargs)
 
     x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
@@ -670,7 +690,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, train: bool = True,
         timings["jaxpr"] = t1 - t0
         timings["rules"] = time.perf_counter() - t1
     edges = {(u, v) for u, v in tr.edges if u not in tr.dropped and v not in tr.dropped}
-    return TraceResult(tr.nodes, edges, live, out, variables_shape, tuple(input_shape))
+    return TraceResult(tr.nodes, edges, live, out, variables_shape, tuple(input_shape), initialisers)
 
 
 def _keys(kp) -> Tuple[str, ...]:
