@@ -154,11 +154,28 @@ class ConvDecoder(nn.Module):
         Pixel p is row r[p], column c[p] of node slot[p]'s S x S map; the per-pixel MLP
         runs only where a window needs it.
         """
+        return self.conv_2(self.pixel_hidden(z, slot, r, c))
+
+    def pixel_hidden(self, z, slot, r, c):
+        """(P, 8hid): the per-pixel MLP's hidden layer at the chosen pixels."""
         _, _, s, _ = self.max_shape
         n = z.shape[0]
         f = jax.nn.relu(self.fc_0(z)).reshape(n, 4 * self.hid, s * s)
         fp = f[slot, :, r * s + c]                                   # (P, 4hid)
-        return self.conv_2(jax.nn.relu(self.conv_0(fp)))
+        return jax.nn.relu(self.conv_0(fp))
+
+    def pixel_block(self, h, a: int, b: int):
+        """(P, 8hid) -> (P, a*b): only outputs o*Ci + i with o < a, i < b of the last layer.
+
+        A target with few channels (a 3-channel stem, a 1-row positional embedding) needs a
+        small corner of the Co x Ci output; each output is the same dot product as in the
+        full layer, so the values are unchanged.
+        """
+        co, ci = self.max_shape[:2]
+        k = self.conv_2.variables["params"]["kernel"]               # (8hid, Co*Ci)
+        bias = self.conv_2.variables["params"]["bias"]
+        k = k.reshape(k.shape[0], co, ci)[:, :a, :b].reshape(k.shape[0], a * b)
+        return h @ k + bias.reshape(co, ci)[:a, :b].reshape(a * b)
 
     def classifier(self, z):
         """(n, hid) -> (n, K, Ci): the centre pixel mapped through the class predictor."""
@@ -308,6 +325,15 @@ class GHN3(nn.Module):
 
     def decode_pixels(self, z, slot, r, c):
         return self.decoder.pixels(z, slot, r, c)
+
+    def decode_pixel_blocks(self, z, slot, r, c, group_sizes, blocks):
+        """Pixels in consecutive groups of `group_sizes`, group g decoded to its (a, b) block."""
+        h = self.decoder.pixel_hidden(z, slot, r, c)
+        out, start = [], 0
+        for size, (a, b) in zip(group_sizes, blocks):
+            out.append(self.decoder.pixel_block(h[start:start + size], a, b))
+            start += size
+        return out
 
     def decode_class(self, z):
         return self.decoder.classifier(z)

@@ -47,11 +47,12 @@ def _pad(values: Sequence[int], size: int) -> np.ndarray:
     return out
 
 
-def _forward(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes, slot, r, c, one_d, last_w, last_b):
+def _forward(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes, slot, r, c, one_d, last_w, last_b,
+             *, group_sizes, blocks):
     """The whole GHN on one padded graph: (B=1, M) inputs -> embeddings and decoder outputs."""
     v = {"params": params}
     x = module.apply(v, types, shape_ind, spd, valid)[0]                       # (M, hid)
-    pix = module.apply(v, x[conv_nodes], slot, r, c, method=GHN3.decode_pixels)
+    pix = module.apply(v, x[conv_nodes], slot, r, c, group_sizes, blocks, method=GHN3.decode_pixel_blocks)
     rows = module.apply(v, x[one_d], method=GHN3.decode_1d)
     cw = module.apply(v, x[last_w][None], method=GHN3.decode_class)[0]
     cb = module.apply(v, x[last_b][None], method=GHN3.decode_class_bias)[0]
@@ -68,7 +69,8 @@ class GHN:
         # On CPU, XLA's backend optimisation level barely changes this program's speed (its
         # time is in library matmuls) but halves its compile time, which a cold predict pays.
         opts = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
-        self._forward = jax.jit(functools.partial(_forward, self.module), compiler_options=opts)
+        self._forward = jax.jit(functools.partial(_forward, self.module), compiler_options=opts,
+                                static_argnames=("group_sizes", "blocks"))
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, trust_pickle: bool = False, **kwargs) -> "GHN":
@@ -80,32 +82,49 @@ class GHN:
     def run(self, graph: ArchGraph, tasks: List[assign.NodeTask]):
         """One jitted call: embeddings, decoder outputs of every window pixel, 1-D rows, class layers.
 
-        Returns numpy arrays: x (N, hid), pixels (P, Co*Ci), rows_1d (n1, 2, max_ch),
-        class_w (K, Ci), class_b (K,). Every input is padded to a bucket, so architectures
-        of similar size share one compiled program.
+        Returns numpy arrays: x (N, hid), pixel outputs {task index: (h*w, a*b) block of
+        the (Co, Ci) output}, rows_1d (n1, 2, max_ch), class_w (K, Ci), class_b (K,). Pixels
+        are grouped by the channel block their targets need (rounded up to powers of two) and
+        every size is padded to a bucket, so architectures of similar size share a program.
         """
         cfg = self.config
-        s = cfg.max_shape[2]
+        co, ci, s, _ = cfg.max_shape
         batch = pad_graphs([graph])
         si = shape_indices(batch.node_types, batch.shapes, cfg.num_classes, s)
-        conv = [t for t in tasks if t.kind == "conv"]
-        slot, r, c = [], [], []
-        for j, t in enumerate(conv):
-            (r0, r1), (c0, c1) = t.window
-            for rr in range(r0, r1):
-                for cc in range(c0, c1):
-                    slot.append(j)
-                    r.append(rr)
-                    c.append(cc)
-        conv_nodes = _pad([t.node for t in conv], _pow2(max(1, len(conv))))
-        p_pad = bucket_size(max(1, len(slot)))
+        conv = [(j, t) for j, t in enumerate(tasks) if t.kind == "conv"]
+        groups: Dict[Tuple[int, int], List] = {}
+        for slot, (j, t) in enumerate(conv):
+            a = min(_pow2(min(t.key_out, t.target[0])), co)
+            b = min(_pow2(min(t.key_in, t.target[1])), ci)
+            groups.setdefault((a, b), []).append((slot, j, t))
+        blocks, sizes, slot_a, r_a, c_a, where = [], [], [], [], [], {}
+        for (a, b), items in sorted(groups.items()):
+            count = 0
+            for slot, j, t in items:
+                (r0, r1), (c0, c1) = t.window
+                where[j] = (len(blocks), count, (r1 - r0) * (c1 - c0), a, b)
+                for rr in range(r0, r1):
+                    for cc in range(c0, c1):
+                        slot_a.append(slot)
+                        r_a.append(rr)
+                        c_a.append(cc)
+                        count += 1
+            pad = bucket_size(count)
+            slot_a += [0] * (pad - count)
+            r_a += [0] * (pad - count)
+            c_a += [0] * (pad - count)
+            blocks.append((a, b))
+            sizes.append(pad)
+        conv_nodes = _pad([t.node for _, t in conv], _pow2(max(1, len(conv))))
         one_d = [t.node for t in tasks if t.kind == "1d"]
         n = graph.n_nodes
         out = self._forward(self.params, batch.node_types, si, batch.spd.astype(np.int32), batch.mask,
-                            conv_nodes, _pad(slot, p_pad), _pad(r, p_pad), _pad(c, p_pad),
-                            _pad(one_d, _pow2(max(1, len(one_d)))), np.int32(n - 2), np.int32(n - 1))
+                            conv_nodes, np.asarray(slot_a, np.int32), np.asarray(r_a, np.int32),
+                            np.asarray(c_a, np.int32), _pad(one_d, _pow2(max(1, len(one_d)))),
+                            np.int32(n - 2), np.int32(n - 1), group_sizes=tuple(sizes), blocks=tuple(blocks))
         x, pix, rows, cw, cb = jax.device_get(out)
-        return x[:n], pix[: len(slot)], rows[: len(one_d)], cw, cb
+        pixels = {j: pix[g][start:start + count].reshape(count, a, b) for j, (g, start, count, a, b) in where.items()}
+        return x[:n], pixels, rows[: len(one_d)], cw, cb
 
     def blocks(self, graph: ArchGraph, rng: jax.Array, tasks: Optional[List[assign.NodeTask]] = None,
                timings: Optional[Dict[str, float]] = None):
@@ -124,14 +143,14 @@ class GHN:
         if timings is not None:
             timings["ghn"] = time.perf_counter() - t0
         out = []
-        p0, i1 = 0, 0
-        for t in tasks:
+        i1 = 0
+        for j, t in enumerate(tasks):
             name = graph.param_names[t.node]
             if t.kind == "conv":
                 (r0, r1), (c0, c1) = t.window
                 h, w = r1 - r0, c1 - c0
-                p = pix[p0:p0 + h * w].reshape(h, w, co, ci).transpose(2, 3, 0, 1)
-                p0 += h * w
+                block = pix[j]                                   # (h*w, a, b)
+                p = block.reshape(h, w, *block.shape[1:]).transpose(2, 3, 0, 1)
                 p = p[: min(t.key_out, t.target[0]), : min(t.key_in, t.target[1])]
                 if len(t.target) == 3:                    # positional embedding (1, T, C)
                     rng, k = jax.random.split(rng)

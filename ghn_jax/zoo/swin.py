@@ -35,6 +35,7 @@ def shift_mask(pad_h: int, pad_w: int, window: Tuple[int, int], shift: Tuple[int
 
 
 class ShiftedWindowAttention(nn.Module):
+    """torchvision's shifted_window_attention (v1), (B, H, W, C) -> (B, H, W, C)."""
     dim: int
     window: Tuple[int, int]
     shift: Tuple[int, int]
@@ -52,6 +53,8 @@ class ShiftedWindowAttention(nn.Module):
         pad_r, pad_b = (ww - w % ww) % ww, (wh - h % wh) % wh
         x = jnp.pad(x, ((0, 0), (0, pad_b), (0, pad_r), (0, 0)))
         ph, pw = h + pad_b, w + pad_r
+        # torchvision never shrinks the window: a map smaller than it is padded up to one
+        # window, and only the shift is dropped (per axis) when one window covers the map.
         shift = (0 if wh >= ph else self.shift[0], 0 if ww >= pw else self.shift[1])
         if sum(shift) > 0:
             x = jnp.roll(x, (-shift[0], -shift[1]), axis=(1, 2))
@@ -90,6 +93,7 @@ class SwinTransformerBlock(nn.Module):
 
 
 class PatchMerging(nn.Module):
+    """(B, H, W, C) -> (B, ceil(H/2), ceil(W/2), 2C); odd sides are zero-padded first."""
     dim: int
 
     @nn.compact

@@ -2,13 +2,15 @@
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ghn_jax.errors import GhnError
 from ghn_jax.zoo.layers import Conv2d, Dropout, LayerNorm, Linear, MLP, MultiheadAttention
 from ghn_jax.zoo.registry import register
 
-_EPS = 1e-6
+_EPS = 1e-6   # torchvision's ViT LayerNorms (not torch's default 1e-5)
 
 
 class EncoderBlock(nn.Module):
+    """Pre-norm block: x + drop(attn(ln_1(x))), then + mlp(ln_2(.)); mlp == torchvision's MLPBlock."""
     num_heads: int
     hidden_dim: int
     mlp_dim: int
@@ -24,19 +26,21 @@ class EncoderBlock(nn.Module):
 
 
 class _Layers(nn.Module):
+    """torch: encoder.layers = Sequential(OrderedDict(encoder_layer_0=..., ...))."""
     num_layers: int
     num_heads: int
     hidden_dim: int
     mlp_dim: int
 
     @nn.compact
-    def __call__(self, x, train):
+    def __call__(self, x, train: bool = False):
         for i in range(self.num_layers):
             x = EncoderBlock(self.num_heads, self.hidden_dim, self.mlp_dim, name=f"encoder_layer_{i}")(x, train)
         return x
 
 
 class Encoder(nn.Module):
+    """(n, seq, hidden) -> (n, seq, hidden). pos_embedding keeps torch's (1, seq, hidden) shape."""
     seq_length: int
     num_layers: int
     num_heads: int
@@ -52,6 +56,7 @@ class Encoder(nn.Module):
 
 
 class _Heads(nn.Module):
+    """torch: heads = Sequential(OrderedDict(head=Linear)) (no representation layer)."""
     num_classes: int
 
     @nn.compact
@@ -72,12 +77,13 @@ class VisionTransformer(nn.Module):
     def __call__(self, x, train: bool = False):
         n, h, w, _ = x.shape
         if h != self.image_size or w != self.image_size:
-            from ghn_jax.errors import GhnError
             raise GhnError(f"ViT expects {self.image_size}x{self.image_size} images (its positional embedding "
                            f"is sized for them), got {h}x{w}")
         p = self.patch_size
         x = Conv2d(self.hidden_dim, p, p, name="conv_proj")(x)           # (n, h/p, w/p, hidden)
-        x = x.reshape(n, -1, self.hidden_dim)                              # row-major tokens, as torch
+        # torch: (n, hidden, n_h, n_w) -> (n, hidden, n_h*n_w) -> permute -> token t = i*n_w + j;
+        # the row-major NHWC reshape gives the same token order with hidden as the last axis.
+        x = x.reshape(n, -1, self.hidden_dim)
         cls = self.param("class_token", nn.initializers.zeros, (1, 1, self.hidden_dim))
         x = jnp.concatenate([jnp.broadcast_to(cls, (n, 1, self.hidden_dim)), x], axis=1)
         seq = (self.image_size // p) ** 2 + 1
