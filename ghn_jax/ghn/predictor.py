@@ -96,6 +96,8 @@ class GHN:
         for slot, (j, t) in enumerate(conv):
             a = min(_pow2(min(t.key_out, t.target[0])), co)
             b = min(_pow2(min(t.key_in, t.target[1])), ci)
+            if a * b * 8 > co * ci:
+                a, b = co, ci        # slicing a large block of the weight costs more than it saves
             groups.setdefault((a, b), []).append((slot, j, t))
         blocks, sizes, slot_a, r_a, c_a, where = [], [], [], [], [], {}
         for (a, b), items in sorted(groups.items()):
