@@ -4,14 +4,12 @@ from typing import Any, Dict
 import numpy as np
 import jax
 
+from ghn_jax import tree_paths
 from ghn_jax.cli import atomic_write
 
 
 def flat_variables(variables: Any) -> Dict[str, np.ndarray]:
-    out = {}
-    for kp, leaf in jax.tree_util.tree_flatten_with_path(dict(variables))[0]:
-        out["/".join(getattr(k, "key", str(k)) for k in kp)] = np.ascontiguousarray(np.asarray(leaf))
-    return out
+    return {k: np.ascontiguousarray(np.asarray(v)) for k, v in tree_paths.flatten(dict(variables)).items()}
 
 
 def save_flax(path: str, variables: Any, metadata: Dict[str, str] = None) -> None:
@@ -34,11 +32,4 @@ def load_flax(path: str) -> Any:
         with open(path, "rb") as f:
             return serialization.msgpack_restore(f.read())
     from safetensors.numpy import load_file
-    tree: Dict[str, Any] = {}
-    for k, v in load_file(path).items():
-        node = tree
-        parts = k.split("/")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = v
-    return tree
+    return tree_paths.unflatten(load_file(path))

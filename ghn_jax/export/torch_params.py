@@ -24,6 +24,7 @@ import numpy as np
 import jax
 
 from ghn_jax.errors import ParamConversionError
+from ghn_jax.tree_paths import path_keys
 
 _KERNEL_TO_TORCH = {2: (1, 0), 3: (2, 1, 0), 4: (3, 2, 0, 1), 5: (4, 3, 0, 1, 2)}
 _KERNEL_TO_FLAX = {n: tuple(int(i) for i in np.argsort(p)) for n, p in _KERNEL_TO_TORCH.items()}
@@ -65,14 +66,10 @@ def to_flax_layout(collection: str, path: Tuple[str, ...], value: np.ndarray) ->
     return value
 
 
-def _path_keys(kp) -> Tuple[str, ...]:
-    return tuple(getattr(k, "key", getattr(k, "name", str(k))) for k in kp)
-
-
 def iter_variables(variables: Mapping[str, Any]):
     """Yields (collection, path, leaf) over a Flax variables dict, in tree order."""
     for kp, leaf in jax.tree_util.tree_flatten_with_path(dict(variables))[0]:
-        keys = _path_keys(kp)
+        keys = path_keys(kp)
         yield keys[0], keys[1:], leaf
 
 
@@ -100,7 +97,7 @@ def torch_to_flax(state_dict: Mapping[str, Any], template: Mapping[str, Any], st
     flat, treedef = jax.tree_util.tree_flatten_with_path(dict(template))
     leaves = []
     for kp, leaf in flat:
-        keys = _path_keys(kp)
+        keys = path_keys(kp)
         col, path = keys[0], keys[1:]
         key = torch_name(col, path)
         if key not in sd:

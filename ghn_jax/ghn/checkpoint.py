@@ -12,6 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ghn_jax import tree_paths
 from ghn_jax.errors import GhnError
 
 
@@ -117,7 +118,7 @@ def flax_to_torch_key(path: str, layout: str = "released") -> str:
 def flax_to_torch_state_dict(params, layout: str = "released") -> Dict[str, np.ndarray]:
     """Flax GHN-3 params -> the reference's state dict (numpy arrays, torch layout)."""
     out = {}
-    for path, v in _flatten(params).items():
+    for path, v in tree_paths.flatten(params).items():
         v = np.asarray(v, np.float32)
         out[flax_to_torch_key(path, layout)] = np.ascontiguousarray(v.T if path.endswith("/kernel") else v)
     return out
@@ -158,7 +159,7 @@ def torch_state_dict_to_flax(state_dict: Mapping[str, Any], config: Optional[GHN
                 v = v[:, :, 0, 0]
             v = v.T
         flat[path] = np.ascontiguousarray(v, np.float32)
-    params = _unflatten(flat)
+    params = tree_paths.unflatten(flat)
     _check_shapes(params, config)
     return config, params
 
@@ -167,8 +168,8 @@ def _check_shapes(params, config: GHNConfig):
     import jax
     from ghn_jax.ghn.model import GHN3
     expected = abstract_params(config)
-    exp_flat = _flatten(expected)
-    got = _flatten(params)
+    exp_flat = tree_paths.flatten(expected)
+    got = tree_paths.flatten(params)
     missing = sorted(set(exp_flat) - set(got))
     if missing:
         raise CheckpointError(f"GHN-3 checkpoint is missing {len(missing)} tensors, e.g. '{missing[0]}'")
@@ -202,28 +203,6 @@ def _numpy(v) -> np.ndarray:
     if hasattr(v, "detach"):
         v = v.detach().cpu().numpy()
     return np.asarray(v)
-
-
-def _flatten(tree, prefix=""):
-    out = {}
-    for k, v in tree.items():
-        p = f"{prefix}/{k}" if prefix else k
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, p))
-        else:
-            out[p] = v
-    return out
-
-
-def _unflatten(flat: Mapping[str, Any]):
-    tree: Dict[str, Any] = {}
-    for path, v in flat.items():
-        node = tree
-        parts = path.split("/")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = v
-    return tree
 
 
 def load_torch_checkpoint(path: str, trust_pickle: bool = False):

@@ -12,8 +12,8 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from ghn_jax.errors import GhnError
-from ghn_jax.ghn.checkpoint import (CheckpointError, GHNConfig, _flatten, _unflatten,
-                                    abstract_params, load_torch_checkpoint)
+from ghn_jax import tree_paths
+from ghn_jax.ghn.checkpoint import CheckpointError, GHNConfig, abstract_params, load_torch_checkpoint
 
 HF_REPO = "SamsungSAILMontreal/ghn3"
 RELEASED = {
@@ -32,7 +32,7 @@ def cache_dir() -> str:
 def save_safetensors(path: str, config: GHNConfig, params: Any) -> None:
     from safetensors.numpy import save_file
     from ghn_jax.cli import atomic_write
-    flat = {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in _flatten(params).items()}
+    flat = {k: np.ascontiguousarray(np.asarray(v, np.float32)) for k, v in tree_paths.flatten(params).items()}
     with atomic_write(path) as tmp:
         save_file(flat, tmp, metadata={"format": "ghn_jax", "config": json.dumps(config.to_dict())})
 
@@ -50,8 +50,8 @@ def load_safetensors(path: str) -> Tuple[GHNConfig, Any]:
         raise
     except Exception as e:
         raise CheckpointError(f"'{path}' is not a readable safetensors file (truncated or corrupt?): {e}") from None
-    params = _unflatten(flat)
-    expected = _flatten(abstract_params(config))
+    params = tree_paths.unflatten(flat)
+    expected = tree_paths.flatten(abstract_params(config))
     for k, v in expected.items():
         if k not in flat or tuple(flat[k].shape) != tuple(v.shape):
             raise CheckpointError(f"'{path}': tensor '{k}' is missing or has the wrong shape for {config}")

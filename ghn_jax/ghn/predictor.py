@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from ghn_jax import tree_paths
 from ghn_jax.errors import GhnError
 from ghn_jax.ghn import assign
 from ghn_jax.ghn.checkpoint import GHNConfig, ghn_module
@@ -228,7 +229,7 @@ class GHN:
         key = jax.random.PRNGKey(rng) if isinstance(rng, int) else rng
         blocks = self.blocks(graph, key, timings=times)
         t2 = time.perf_counter()
-        predicted = {name: to_flax_layout(b, t, _leaf(graph.abstract_variables, name), name)
+        predicted = {name: to_flax_layout(b, t, tree_paths.get(graph.abstract_variables, name), name)
                      for name, b, t in blocks}
         variables = complete_variables(predicted, graph, module, key)
         times["tiling"] = time.perf_counter() - t2
@@ -247,12 +248,6 @@ class GHN:
                 f"{graph.name} has {n_out} classes but this GHN predicts {k}-class classifiers. "
                 f"Use --num-classes {k}, or pass --tile-classifier (tile_classifier=True) to tile the "
                 f"{k}-class prediction as the reference does (meaningful only as an init for fine-tuning)")
-
-
-def _leaf(tree, path: str):
-    for k in path.split("/"):
-        tree = tree[k]
-    return tree
 
 
 def to_flax_layout(block: np.ndarray, target: Tuple[int, ...], leaf, path: str) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import jax
 
+from ghn_jax import tree_paths
 from ghn_jax.graph.graph import ArchGraph
 
 _MEMORY: Dict[Tuple, ArchGraph] = {}
@@ -31,8 +32,7 @@ def _code_hash() -> str:
 
 
 def _to_arrays(g: ArchGraph) -> Dict[str, np.ndarray]:
-    leaves = jax.tree_util.tree_flatten_with_path(g.abstract_variables)[0]
-    variables = [["/".join(getattr(k, "key", str(k)) for k in kp), list(l.shape), str(l.dtype)] for kp, l in leaves]
+    variables = [[p, list(l.shape), str(l.dtype)] for p, l in tree_paths.flatten(g.abstract_variables).items()]
     meta = {"name": g.name, "param_names": g.param_names, "torch_names": g.torch_names,
             "extra_params": [list(e) for e in g.extra_params], "target_shapes": [list(t) for t in g.target_shapes],
             "modules": g.modules, "last_weight": g.last_weight, "last_bias": g.last_bias,
@@ -42,13 +42,7 @@ def _to_arrays(g: ArchGraph) -> Dict[str, np.ndarray]:
 
 def _from_arrays(z) -> ArchGraph:
     meta = json.loads(str(z["meta"]))
-    tree: Dict = {}
-    for path, shape, dtype in meta["variables"]:
-        node = tree
-        parts = path.split("/")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype))
+    tree = tree_paths.unflatten({p: jax.ShapeDtypeStruct(tuple(s), np.dtype(d)) for p, s, d in meta["variables"]})
     return ArchGraph(meta["name"], z["node_types"], z["shapes"], z["spd"], meta["param_names"],
                      meta["torch_names"], [tuple(e) for e in meta["extra_params"]],
                      [tuple(t) for t in meta["target_shapes"]], meta["modules"], meta["last_weight"],

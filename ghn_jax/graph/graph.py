@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import jraph
 
+from ghn_jax import tree_paths
 from ghn_jax.export.torch_params import torch_name
 from ghn_jax.graph.primitives import PRIMITIVES, PRIMITIVE_ID
 from ghn_jax.graph.spd import VE_CUTOFF, shortest_paths
@@ -160,10 +161,7 @@ def assemble(result: TraceResult, name: str = "") -> ArchGraph:
             targets[new] = tuple(node.shape)
 
     predicted = set(param_names) | {p for e in extras for p in e}
-    import jax
-    all_params = ["/".join(_keys(kp)) for kp, _ in
-                  jax.tree_util.tree_flatten_with_path(result.abstract_variables)[0]
-                  if _keys(kp)[0] == "params"]
+    all_params = [p for p in tree_paths.flatten(result.abstract_variables) if p.startswith("params/")]
     not_predicted = [p for p in all_params if p not in predicted]
     last_weight = ".weight" in torch_names[n - 2] or "in_proj_weight" in torch_names[n - 2]
     last_bias = ".bias" in torch_names[n - 1]
@@ -171,6 +169,3 @@ def assemble(result: TraceResult, name: str = "") -> ArchGraph:
                      bool(last_weight and n >= 2), bool(last_bias), not_predicted,
                      result.abstract_variables, result.input_shape, result.initialisers)
 
-
-def _keys(kp) -> Tuple[str, ...]:
-    return tuple(getattr(k, "key", getattr(k, "name", str(k))) for k in kp)

@@ -36,6 +36,7 @@ import flax.linen as nn
 from flax.core import scope as flax_scope
 from jax.extend.core import Primitive, ClosedJaxpr, Jaxpr, Literal
 
+from ghn_jax import tree_paths
 from ghn_jax.errors import NotAClassifierError, UnsupportedOpError
 from ghn_jax.export.torch_params import _KERNEL_TO_TORCH
 
@@ -673,7 +674,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, train: bool = True,
     w.src[jaxpr.invars[1]] = frozenset({input_node})
     # Free parameters: variables that are not consumed inside a leaf layer.
     n_out = len(jax.tree_util.tree_leaves(outputs_shape))
-    var_paths = [_keys(kp) for kp, _ in jax.tree_util.tree_flatten_with_path(variables_shape)[0]]
+    var_paths = [tuple(p.split("/")) for p in tree_paths.flatten(variables_shape)]
     leaf_params = {("params",) + l.path for l in tr.leaves}
     for v, path in zip(jaxpr.outvars[n_out:], var_paths):
         if path[0] == "params" and path[:-1] not in leaf_params and not isinstance(v, Literal):
@@ -682,7 +683,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, train: bool = True,
 
     out_srcs = [w.S(v) for v in jaxpr.outvars[:n_out]]
     for n, f in ((n, tr.nodes[n]) for n in tr.pos_enc_of.values()):
-        leaf = _lookup(variables_shape, f.param)
+        leaf = tree_paths.get(variables_shape, "/".join(f.param))
         f.shape = tuple(leaf.shape)
     out = _finalise(tr, out_srcs, input_node)
     live = [i for i in range(len(tr.nodes)) if i not in tr.dropped]
@@ -693,11 +694,3 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, train: bool = True,
     return TraceResult(tr.nodes, edges, live, out, variables_shape, tuple(input_shape), initialisers)
 
 
-def _keys(kp) -> Tuple[str, ...]:
-    return tuple(getattr(k, "key", getattr(k, "name", str(k))) for k in kp)
-
-
-def _lookup(tree, path):
-    for k in path:
-        tree = tree[k]
-    return tree

@@ -72,6 +72,7 @@ class InceptionAux(nn.Module):
 class GoogLeNet(nn.Module):
     num_classes: int = 1000
     dropout: float = 0.2
+    dropout_aux: float = 0.7
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -86,11 +87,11 @@ class GoogLeNet(nn.Module):
         x = Inception(128, 128, 192, 32, 96, 64, name="inception3b")(x, train)
         x = max_pool2d(x, 3, 2, ceil_mode=True)
         x = Inception(192, 96, 208, 16, 48, 64, name="inception4a")(x, train)
-        aux1 = InceptionAux(self.num_classes, name="aux1")(x, train) if aux else None
+        aux1 = InceptionAux(self.num_classes, self.dropout_aux, name="aux1")(x, train) if aux else None
         x = Inception(160, 112, 224, 24, 64, 64, name="inception4b")(x, train)
         x = Inception(128, 128, 256, 24, 64, 64, name="inception4c")(x, train)
         x = Inception(112, 144, 288, 32, 64, 64, name="inception4d")(x, train)
-        aux2 = InceptionAux(self.num_classes, name="aux2")(x, train) if aux else None
+        aux2 = InceptionAux(self.num_classes, self.dropout_aux, name="aux2")(x, train) if aux else None
         x = Inception(256, 160, 320, 32, 128, 128, name="inception4e")(x, train)
         x = max_pool2d(x, 2, 2, ceil_mode=True)
         x = Inception(256, 160, 320, 32, 128, 128, name="inception5a")(x, train)

@@ -1,6 +1,7 @@
 import pytest
 
 from tests.zoo.parity import assert_zoo_parity
+from tests.zoo.test_mobilenet import assert_train_parity
 
 
 def test_parity_fast():
@@ -11,3 +12,9 @@ def test_parity_fast():
 @pytest.mark.parametrize("name", ["mnasnet0_75", "mnasnet1_0", "mnasnet1_3"])
 def test_parity_slow(name):
     assert_zoo_parity(name, image_size=64)
+
+
+@pytest.mark.slow
+def test_train_mode():
+    # BN momentum 3e-4: the running-mean update checks torch's momentum convention.
+    assert_train_parity("mnasnet0_5")

@@ -20,3 +20,11 @@ def test_parity_slow(name):
 @pytest.mark.slow
 def test_parity_native_size():
     assert_zoo_parity("vgg11", image_size=224)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,size", [("alexnet", 96), ("vgg11_bn", 64)])
+def test_train_mode(name, size):
+    # Batch statistics and running-stat updates (vgg11_bn); dropout drawn from the 'dropout' rng.
+    from tests.zoo.test_mobilenet import assert_train_parity
+    assert_train_parity(name, image_size=size)
