@@ -45,10 +45,28 @@ def Linear(out_features: int, bias: bool = True, name: str = None) -> nn.Dense:
     return nn.Dense(out_features, use_bias=bias, name=name)
 
 
+class TorchBatchNorm(nn.BatchNorm):
+    """nn.BatchNorm whose running variance follows torch: updated with the *unbiased* batch
+    variance (Flax uses the biased one). Outputs are unchanged."""
+
+    @nn.compact
+    def __call__(self, x, use_running_average=None, *, mask=None):
+        y = super().__call__(x, use_running_average, mask=mask)
+        frozen = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
+        if not frozen and not self.is_initializing() and mask is None:
+            axes = tuple(range(x.ndim - 1))
+            n = int(np.prod([x.shape[a] for a in axes]))
+            if n > 1:
+                # unbiased = biased * n / (n - 1) = biased + biased / (n - 1)
+                biased = jnp.var(x.astype(jnp.float32), axis=axes)
+                var = self.get_variable("batch_stats", "var")
+                self.put_variable("batch_stats", "var", var + (1.0 - self.momentum) * biased / (n - 1))
+        return y
+
+
 def BatchNorm2d(train: bool, eps: float = 1e-5, momentum: float = 0.1, name: str = None) -> nn.BatchNorm:
-    """torch.nn.BatchNorm2d. torch's momentum m is Flax's 1 - m."""
-    return nn.BatchNorm(use_running_average=not train, momentum=1.0 - momentum, epsilon=eps,
-                        name=name)
+    """torch.nn.BatchNorm2d (running variance as torch). torch's momentum m is Flax's 1 - m."""
+    return TorchBatchNorm(use_running_average=not train, momentum=1.0 - momentum, epsilon=eps, name=name)
 
 
 def LayerNorm(eps: float = 1e-5, name: str = None) -> nn.LayerNorm:
