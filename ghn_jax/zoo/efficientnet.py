@@ -6,7 +6,8 @@ import jax
 import flax.linen as nn
 
 from ghn_jax.zoo.layers import Conv2dNormActivation, SqueezeExcitation, StochasticDepth, global_avg_pool
-from ghn_jax.zoo.mobilenet import DropoutLinear, make_divisible
+from ghn_jax.zoo.layers import make_divisible
+from ghn_jax.zoo.mobilenet import DropoutLinear
 from ghn_jax.zoo.registry import register
 
 # torchvision's _efficientnet_conf, one row per stage:

@@ -27,6 +27,15 @@ def _pair(v: IntPair) -> Tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+def make_divisible(v: float, divisor: int = 8, min_value: Optional[int] = None) -> int:
+    """torchvision's _make_divisible: the nearest multiple of `divisor`, never below 90% of v."""
+    min_value = min_value or divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
 # ----------------------------------------------------------------------------------------
 # Parameterised layers (factories returning stock Flax modules)
 # ----------------------------------------------------------------------------------------

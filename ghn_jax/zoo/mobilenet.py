@@ -4,18 +4,9 @@ from typing import Callable, Optional, Tuple
 import jax
 import flax.linen as nn
 
-from ghn_jax.zoo.layers import (BatchNorm2d, Conv2d, Conv2dNormActivation, Dropout, Linear,
+from ghn_jax.zoo.layers import (BatchNorm2d, Conv2d, Conv2dNormActivation, Dropout, Linear, make_divisible,
                                 SqueezeExcitation, global_avg_pool)
 from ghn_jax.zoo.registry import register
-
-
-def make_divisible(v: float, divisor: int = 8, min_value: Optional[int] = None) -> int:
-    """torchvision's _make_divisible: the nearest multiple of `divisor`, never below 90% of v."""
-    min_value = min_value or divisor
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
 
 
 class DropoutLinear(nn.Module):

@@ -7,7 +7,7 @@ import jax
 import flax.linen as nn
 
 from ghn_jax.zoo.layers import Conv2dNormActivation, Linear, SqueezeExcitation, global_avg_pool
-from ghn_jax.zoo.mobilenet import make_divisible
+from ghn_jax.zoo.layers import make_divisible
 from ghn_jax.zoo.registry import register
 
 
