@@ -31,7 +31,8 @@ class DenseBlock(nn.Module):
     def __call__(self, x, train: bool = False):
         features = [x]
         for i in range(self.num_layers):
-            features.append(DenseLayer(self.growth_rate, self.bn_size, name=f"denselayer{i + 1}")(features, train))
+            layer = DenseLayer(self.growth_rate, self.bn_size, name=f"denselayer{i + 1}")
+            features.append(layer(features, train))
         return jnp.concatenate(features, axis=-1)
 
 

@@ -15,8 +15,9 @@ class Fire(nn.Module):
     @nn.compact
     def __call__(self, x):
         x = jax.nn.relu(Conv2d(self.squeeze, 1, name="squeeze")(x))
-        return jnp.concatenate([jax.nn.relu(Conv2d(self.expand1x1, 1, name="expand1x1")(x)),
-                                jax.nn.relu(Conv2d(self.expand3x3, 3, padding=1, name="expand3x3")(x))], axis=-1)
+        e1 = jax.nn.relu(Conv2d(self.expand1x1, 1, name="expand1x1")(x))
+        e3 = jax.nn.relu(Conv2d(self.expand3x3, 3, padding=1, name="expand3x3")(x))
+        return jnp.concatenate([e1, e3], axis=-1)
 
 
 # Sequential layout of `features`: (index, layer) with 'M' = MaxPool(3, 2, ceil_mode=True)

@@ -1,5 +1,5 @@
 """AlexNet and VGG-11/13/16/19 with and without BatchNorm (torchvision.models.alexnet / vgg)."""
-from typing import Sequence, Tuple, Union
+from typing import Tuple, Union
 
 import jax
 import flax.linen as nn
@@ -22,12 +22,14 @@ class _Dense3(nn.Module):
 
     @nn.compact
     def __call__(self, x, train):
-        if self.dropout_first:                        # AlexNet: Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear
+        if self.dropout_first:
+            # AlexNet: Dropout, Linear, ReLU, Dropout, Linear, ReLU, Linear
             x = Dropout(self.dropout)(x, train)
             x = jax.nn.relu(Linear(4096, name=self.names[0])(x))
             x = Dropout(self.dropout)(x, train)
             x = jax.nn.relu(Linear(4096, name=self.names[1])(x))
-        else:                                         # VGG: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear
+        else:
+            # VGG: Linear, ReLU, Dropout, Linear, ReLU, Dropout, Linear
             x = Dropout(self.dropout)(jax.nn.relu(Linear(4096, name=self.names[0])(x)), train)
             x = Dropout(self.dropout)(jax.nn.relu(Linear(4096, name=self.names[1])(x)), train)
         return Linear(self.num_classes, name=self.names[2])(x)
@@ -92,7 +94,8 @@ _CFGS = {
     11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
     13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
     16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
-    19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+    19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+         512, 512, 512, 512, "M"),
 }
 
 
