@@ -26,6 +26,7 @@ from ghn_jax.ghn.model import GHN3
 from ghn_jax.ghn.shape_encoder import shape_indices
 from ghn_jax.graph import ArchGraph, build_graph
 from ghn_jax.graph.batch import bucket_size, pad_graphs
+from ghn_jax.graph.tracer import zero_initialisers
 from ghn_jax.export.torch_params import _KERNEL_TO_FLAX
 
 
@@ -40,6 +41,21 @@ class PredictionReport:
 
 def _pow2(n: int) -> int:
     return 1 << max(0, int(n - 1).bit_length())
+
+
+class _LazyKey:
+    """An int seed or a key, turned into a PRNG key on first use."""
+
+    def __init__(self, rng):
+        self.rng, self._key = rng, None
+
+    @staticmethod
+    def get(k):
+        if not isinstance(k, _LazyKey):
+            return k
+        if k._key is None:
+            k._key = jax.random.PRNGKey(k.rng) if isinstance(k.rng, int) else k.rng
+        return k._key
 
 
 def _pad(values: Sequence[int], size: int) -> np.ndarray:
@@ -121,10 +137,14 @@ class GHN:
         conv_nodes = _pad([t.node for _, t in conv], _pow2(max(1, len(conv))))
         one_d = [t.node for t in tasks if t.kind == "1d"]
         n = graph.n_nodes
-        out = self._forward(self.params, batch.node_types, si, batch.spd.astype(np.int32), batch.mask,
-                            conv_nodes, np.asarray(slot_a, np.int32), np.asarray(r_a, np.int32),
-                            np.asarray(c_a, np.int32), _pad(one_d, _pow2(max(1, len(one_d)))),
-                            np.int32(n - 2), np.int32(n - 1), group_sizes=tuple(sizes), blocks=tuple(blocks))
+        # Flax checks every parameter's shape by tracing its initialiser (only at trace
+        # time); zero initialisers make that check cheap.
+        with zero_initialisers():
+            out = self._forward(self.params, batch.node_types, si, batch.spd.astype(np.int32), batch.mask,
+                                conv_nodes, np.asarray(slot_a, np.int32), np.asarray(r_a, np.int32),
+                                np.asarray(c_a, np.int32), _pad(one_d, _pow2(max(1, len(one_d)))),
+                                np.int32(n - 2), np.int32(n - 1), group_sizes=tuple(sizes),
+                                blocks=tuple(blocks))
         x, pix, rows, cw, cb = jax.device_get(out)
         pixels = {j: pix[g][start:start + count].reshape(count, a, b) for j, (g, start, count, a, b) in where.items()}
         return x[:n], pixels, rows[: len(one_d)], cw, cb
@@ -156,7 +176,7 @@ class GHN:
                 p = block.reshape(h, w, *block.shape[1:]).transpose(2, 3, 0, 1)
                 p = p[: min(t.key_out, t.target[0]), : min(t.key_in, t.target[1])]
                 if len(t.target) == 3:                    # positional embedding (1, T, C)
-                    rng, k = jax.random.split(rng)
+                    rng, k = jax.random.split(_LazyKey.get(rng))
                     cls_row = np.asarray(0.02 * jax.random.normal(k, (1, 1, p.shape[1])), np.float32)
                     v = assign.tile_pos(p, t.target, cls_row)
                 elif len(t.target) == 2:
@@ -226,14 +246,14 @@ class GHN:
                 graph = build_graph(module, input_shape or (2, 224, 224, 3), name=type(model).__name__)
         times["graph"] = time.perf_counter() - t0
         self._check_classes(graph, tile_classifier)
-        key = jax.random.PRNGKey(rng) if isinstance(rng, int) else rng
+        key = _LazyKey(rng)          # a PRNG key costs a compile: made only if needed
         blocks = self.blocks(graph, key, timings=times)
         t2 = time.perf_counter()
         predicted = {name: to_flax_layout(b, t, tree_paths.get(graph.abstract_variables, name), name)
                      for name, b, t in blocks}
         variables = complete_variables(predicted, graph, module, key)
         times["tiling"] = time.perf_counter() - t2
-        norm = float(np.sqrt(sum(float(np.sum(np.square(v, dtype=np.float64))) for v in predicted.values())))
+        norm = float(np.sqrt(sum(float(np.dot(v.ravel(), v.ravel())) for v in predicted.values())))
         pred_names = sorted(predicted)
         report = PredictionReport(graph.name, pred_names, list(graph.not_predicted), norm, times)
         return variables, report
@@ -292,7 +312,7 @@ def complete_variables(predicted: Dict[str, np.ndarray], graph: ArchGraph, modul
             leaves.append(np.full(leaf.shape, fill, leaf.dtype))
         else:
             fn, args, kwargs = initialisers[keys]
-            k = jax.random.fold_in(key, zlib.crc32(path.encode()) & 0x7FFFFFFF)
+            k = jax.random.fold_in(_LazyKey.get(key), zlib.crc32(path.encode()) & 0x7FFFFFFF)
             value = np.asarray(fn(k, *args, **kwargs), leaf.dtype)
             if value.shape != tuple(leaf.shape):
                 raise GhnError(f"initialiser of '{path}' gave shape {value.shape}, expected {tuple(leaf.shape)}")

@@ -595,7 +595,7 @@ def record_initialisers(model: nn.Module, input_shape: Sequence[int], train: boo
     kwargs = dict(_call_kwargs(model, train)) if call_kwargs is None else dict(call_kwargs)
 
     def init_fn(key, x):
-        with _zero_initialisers(record):
+        with zero_initialisers(record):
             return model.init({"params": key, "dropout": key}, x, **kwargs)
     jax.eval_shape(init_fn, jax.ShapeDtypeStruct((2,), jnp.uint32),
                    jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32))
@@ -617,7 +617,7 @@ def _call_kwargs(model: nn.Module, train: bool) -> Dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _zero_initialisers(record: Optional[Dict[Tuple[str, ...], Any]] = None):
+def zero_initialisers(record: Optional[Dict[Tuple[str, ...], Any]] = None):
     """Parameters are created as zeros while tracing: the graph needs their shapes only,
     and tracing every random initialiser is about 40% of a cold trace. Applies to
     initialisers called as init(rng, shape[, dtype]) (all Flax layers); others run as is.
@@ -660,7 +660,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, train: bool = True,
     input_node = tr.add_node(TracedNode("input", op="input"))
 
     def init_fn(key, x):
-        with nn.intercept_methods(_make_interceptor(tr)), _zero_initialisers(initialisers):
+        with nn.intercept_methods(_make_interceptor(tr)), zero_initialisers(initialisers):
             return model.init_with_output({"params": key, "dropout": key}, x, **kwargs)
 
     x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
