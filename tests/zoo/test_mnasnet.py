@@ -1,7 +1,6 @@
 import pytest
 
-from tests.zoo.parity import assert_zoo_parity
-from tests.zoo.test_mobilenet import assert_train_parity
+from tests.zoo.parity import assert_train_parity, assert_zoo_parity
 
 
 def test_parity_fast():

@@ -1,7 +1,6 @@
-import numpy as np
 import pytest
 
-from tests.zoo.parity import abstract_variables, assert_zoo_parity
+from tests.zoo.parity import assert_dropout_live, assert_train_parity, assert_zoo_parity
 
 VGGS = [f"vgg{d}{bn}" for d in (11, 13, 16, 19) for bn in ("", "_bn")]
 
@@ -27,21 +26,10 @@ def test_parity_native_size():
 @pytest.mark.slow
 def test_train_mode_vgg_bn():
     # Batch statistics and running-mean updates; classifier dropout drawn from the 'dropout' rng.
-    from tests.zoo.test_mobilenet import assert_train_parity
     assert_train_parity("vgg11_bn", image_size=64)
 
 
 @pytest.mark.slow
 def test_dropout_live_alexnet():
     # AlexNet has no BatchNorm; its dropouts come before the Linears (VGG's after).
-    import jax
-    from ghn_jax import zoo
-
-    module = zoo.get("alexnet", num_classes=10)
-    # Random values from numpy: a Flax init compiles slowly on CPU.
-    rng = np.random.RandomState(0)
-    variables = jax.tree_util.tree_map(lambda s: 0.05 * rng.randn(*s.shape).astype(s.dtype),
-                                       abstract_variables(module, 64))
-    x = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 64, 3))
-    run = jax.jit(lambda k: module.apply(variables, x, train=True, rngs={"dropout": k}))
-    assert not np.allclose(run(jax.random.PRNGKey(2)), run(jax.random.PRNGKey(3)))
+    assert_dropout_live("alexnet")
