@@ -88,15 +88,6 @@ def plan(graph, max_shape: Sequence[int], centre: bool = True) -> List[NodeTask]
 # Tiling and normalisation (torch layout). numpy at inference; `xp=jnp` where gradients flow.
 # ------------------------------------------------------------------------------------------
 
-def _tile_axis(w, axis: int, size: int, xp=np):
-    cur = w.shape[axis]
-    if size > cur:
-        w = xp.concatenate([w] * (-(-size // cur)), axis=axis)
-    index = [slice(None)] * w.ndim
-    index[axis] = slice(0, size)
-    return w[tuple(index)]
-
-
 def periodic(block: np.ndarray, shape: Shape) -> np.ndarray:
     """Slices `block` to `shape` where it is larger and repeats it periodically where it is
     smaller (W[o, i] = w[o mod a, i mod b]): the reference's tiling, in one pass."""
@@ -110,19 +101,6 @@ def periodic(block: np.ndarray, shape: Shape) -> np.ndarray:
     return out
 
 
-def tile_conv(pred, t: Shape, xp=np):
-    """(Co', Ci', kh, kw) -> target (t0, t1, kh, kw): sliced, then periodic in channels."""
-    w = pred[: min(t[0], pred.shape[0]), : min(t[1], pred.shape[1])]
-    return _tile_axis(_tile_axis(w, 0, t[0], xp), 1, t[1], xp)
-
-
-tile_2d = tile_conv      # the same rule on (out, in)
-
-
-def tile_1d(pred, t0: int, xp=np):
-    return _tile_axis(pred[: min(t0, pred.shape[0])], 0, t0, xp)
-
-
 def tile_pos(pred, t: Shape, cls_row, xp=np):
     """(1, C', s, s) -> (1, T, C): grid tokens in row-major order after the class row.
 
@@ -133,8 +111,7 @@ def tile_pos(pred, t: Shape, cls_row, xp=np):
     tok = xp.transpose(pred.reshape(pred.shape[0], c, s1 * s2), (0, 2, 1))   # (1, s*s, C')
     tok = tok[: min(t[0], tok.shape[0]), : min(t[1], tok.shape[1]), : min(t[2], tok.shape[2])]
     w = xp.concatenate([cls_row[:, :, : tok.shape[2]].astype(tok.dtype), tok], axis=1)
-    w = _tile_axis(w, 0, t[0], xp)
-    return _tile_axis(_tile_axis(w, 1, t[1], xp), 2, t[2], xp)
+    return periodic(w, t)
 
 
 def normalise(p, t: Shape, norm_weight: bool = False, xp=np):

@@ -148,16 +148,12 @@ class ConvDecoder(nn.Module):
     def __call__(self, z, rows, cols):
         return self.features(z, rows, cols)
 
-    def pixels(self, z, slot, r, c):
-        """Decoder outputs at chosen pixels: z (n, hid), slot/r/c (P,) int -> (P, Co*Ci).
-
-        Pixel p is row r[p], column c[p] of node slot[p]'s S x S map; the per-pixel MLP
-        runs only where a window needs it.
-        """
-        return self.conv_2(self.pixel_hidden(z, slot, r, c))
-
     def pixel_hidden(self, z, slot, r, c):
-        """(P, 8hid): the per-pixel MLP's hidden layer at the chosen pixels."""
+        """(P, 8hid): the per-pixel MLP's hidden layer at chosen pixels; z (n, hid), slot/r/c (P,).
+
+        Pixel p is row r[p], column c[p] of node slot[p]'s S x S map, so the MLP runs only
+        where a window needs it.
+        """
         _, _, s, _ = self.max_shape
         n = z.shape[0]
         f = jax.nn.relu(self.fc_0(z)).reshape(n, 4 * self.hid, s * s)
@@ -324,9 +320,6 @@ class GHN3(nn.Module):
     # -- decoders (each applied to a group of node embeddings z: (n, hid)) -----------------
     def decode_conv(self, z, rows, cols):
         return self.decoder(z, rows, cols)
-
-    def decode_pixels(self, z, slot, r, c):
-        return self.decoder.pixels(z, slot, r, c)
 
     def decode_pixel_blocks(self, z, slot, r, c, group_sizes, blocks):
         """Pixels in consecutive groups of `group_sizes`, group g decoded to its (a, b) block."""
