@@ -1,6 +1,6 @@
 """Predicted Flax variables -> a torchvision state_dict / .pt file (needs torch)."""
 from collections import OrderedDict
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable
 
 from ghn_jax.errors import GhnError
 from ghn_jax.export.torch_params import flax_to_torch, torch_name

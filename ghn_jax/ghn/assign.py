@@ -5,11 +5,9 @@ GHN was trained in; the tensors are converted to Flax layout only when written.
 """
 import dataclasses
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
-import jax
-import jax.numpy as jnp
 
 Shape = Tuple[int, ...]
 

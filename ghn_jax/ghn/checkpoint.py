@@ -165,8 +165,6 @@ def torch_state_dict_to_flax(state_dict: Mapping[str, Any], config: Optional[GHN
 
 
 def _check_shapes(params, config: GHNConfig):
-    import jax
-    from ghn_jax.ghn.model import GHN3
     expected = abstract_params(config)
     exp_flat = tree_paths.flatten(expected)
     got = tree_paths.flatten(params)

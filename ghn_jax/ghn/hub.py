@@ -7,11 +7,10 @@ neither torch nor a pickle.
 """
 import json
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ghn_jax.errors import GhnError
 from ghn_jax import tree_paths
 from ghn_jax.ghn.checkpoint import CheckpointError, GHNConfig, abstract_params, load_torch_checkpoint
 

@@ -8,7 +8,7 @@ that each group of nodes (by decoder and spatial window) is decoded in one call.
 Parameter names follow the torch checkpoint's module names (see ghn_jax/ghn/checkpoint.py).
 """
 import math
-from typing import Sequence, Tuple
+from typing import Tuple
 
 import jax
 import jax.numpy as jnp

@@ -4,7 +4,6 @@ Traces a zoo architecture into its GHN-3 graph and prints a summary: nodes per
 primitive, parameters predicted and not predicted.
 """
 import argparse
-import os
 import sys
 import time
 

@@ -1,5 +1,5 @@
 """ConvNeXt T/S/B/L (torchvision.models.convnext)."""
-from typing import Optional, Tuple
+from typing import Tuple
 
 import jax.numpy as jnp
 import flax.linen as nn

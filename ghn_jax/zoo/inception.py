@@ -1,5 +1,4 @@
 """Inception-v3 (torchvision.models.inception_v3), 299 px, auxiliary head in train mode."""
-import jax
 import jax.numpy as jnp
 import flax.linen as nn
 

@@ -1,5 +1,5 @@
 """MobileNetV2 and MobileNetV3 small/large (torchvision.models.mobilenetv2 / mobilenetv3)."""
-from typing import Callable, Optional, Tuple
+from typing import Callable, Tuple
 
 import jax
 import flax.linen as nn

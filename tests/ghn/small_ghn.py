@@ -3,7 +3,6 @@ import collections
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ghn_jax.ghn.checkpoint import GHNConfig, flax_to_torch_state_dict, ghn_module
 from ghn_jax.ghn.model import GHN3

@@ -4,7 +4,6 @@ Fast: tests/data/ghn{3,2}_*_compact.npz (see make_compact_fixtures.py) check the
 embeddings of every fixture graph and a few predicted tensors per arch. Slow: every
 predicted tensor of every fixture, with the full GHNs from ../shared (skipped where absent).
 """
-import collections
 import json
 import os
 

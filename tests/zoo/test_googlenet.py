@@ -1,12 +1,9 @@
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from ghn_jax import zoo
-from ghn_jax.export import torch_to_flax
-from ghn_jax.zoo.googlenet import GoogLeNet
-from tests.zoo.parity import abstract_variables, assert_zoo_parity, torchvision_model
+from tests.zoo.parity import abstract_variables, assert_train_parity, assert_zoo_parity
 
 
 def test_parity_fast():
@@ -26,21 +23,5 @@ def test_train_mode_returns_aux_heads():
 
 @pytest.mark.slow
 def test_train_mode_matches_torch():
-    """Batch-statistics BN and both aux heads against torch's train mode (dropout off)."""
-    import torch
-    import torchvision
-    size, n_cls = 64, 10
-    sd = torchvision_model("googlenet", num_classes=n_cls, randomize=True).state_dict()
-    tv = torchvision.models.googlenet(num_classes=n_cls, init_weights=True, dropout=0.0, dropout_aux=0.0)
-    tv.load_state_dict(sd)
-    tv.train()
-    m = GoogLeNet(n_cls, dropout=0.0, dropout_aux=0.0)
-    v = torch_to_flax({k: t.numpy() for k, t in sd.items()}, abstract_variables(m, size))
-    x = np.random.RandomState(0).randn(2, 3, size, size).astype(np.float32)
-    with torch.no_grad():
-        ref = [t.numpy() for t in tv(torch.from_numpy(x))]
-    out, _ = jax.jit(lambda v, x: m.apply(v, x, train=True, mutable=["batch_stats"]))(
-        v, jnp.asarray(x.transpose(0, 2, 3, 1)))
-    for o, r in zip(out, ref):
-        scale = max(1.0, float(np.abs(r).max()))
-        assert float(np.abs(np.asarray(o) - r).max()) <= 1e-4 * scale
+    """Batch-statistics BN, running stats and both aux heads against torch's train mode (dropout off)."""
+    assert_train_parity("googlenet", image_size=64, batch=2)

@@ -1,12 +1,9 @@
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from ghn_jax import zoo
-from ghn_jax.export import torch_to_flax
-from ghn_jax.zoo.inception import Inception3
-from tests.zoo.parity import abstract_variables, assert_zoo_parity, torchvision_model
+from tests.zoo.parity import abstract_variables, assert_train_parity, assert_zoo_parity
 
 
 def test_parity_fast():
@@ -34,21 +31,8 @@ def test_train_mode_returns_aux_heads():
 
 @pytest.mark.slow
 def test_train_mode_matches_torch():
-    """Batch-statistics BN and the aux head against torch's train mode (dropout off)."""
-    import torch
-    import torchvision
-    size, n_cls = 299, 10
-    sd = torchvision_model("inception_v3", num_classes=n_cls, randomize=True).state_dict()
-    tv = torchvision.models.inception_v3(num_classes=n_cls, init_weights=True, dropout=0.0)
-    tv.load_state_dict(sd)
-    tv.train()
-    m = Inception3(n_cls, dropout=0.0)
-    v = torch_to_flax({k: t.numpy() for k, t in sd.items()}, abstract_variables(m, size))
-    x = np.random.RandomState(0).randn(2, 3, size, size).astype(np.float32)
-    with torch.no_grad():
-        ref = [t.numpy() for t in tv(torch.from_numpy(x))]
-    out, _ = jax.jit(lambda v, x: m.apply(v, x, train=True, mutable=["batch_stats"]))(
-        v, jnp.asarray(x.transpose(0, 2, 3, 1)))
-    for o, r in zip(out, ref):
-        scale = max(1.0, float(np.abs(r).max()))
-        assert float(np.abs(np.asarray(o) - r).max()) <= 1e-4 * scale
+    """Batch-statistics BN, running stats and the aux head against torch's train mode (dropout off)."""
+    # torchvision's init (conv std 0.1, no rescaling by randomised eval stats) makes activations
+    # reach ~1e10 here, so running means of small channels are dominated by float cancellation;
+    # the outputs are compared at their scale, the running statistics are not.
+    assert_train_parity("inception_v3", image_size=299, batch=2, check_stats=False)
