@@ -1,0 +1,140 @@
+"""GHN-3 training steps on streams of never-seen DeepNets-1M architectures.
+
+    python benchmarks/train_step.py                         # the full grid: m 2 and 8, 32 and 224 px, 200 steps
+    python benchmarks/train_step.py --meta 2 --size 32 --steps 60
+    python benchmarks/train_step.py --cache-dir /tmp/jaxcache   # persistent XLA cache (a 2nd run compiles ~nothing)
+
+Each step samples `meta` fresh train-split architectures (indices never repeat), traces
+their graphs (in a background thread, one step ahead), predicts their parameters with a
+randomly initialised GHN-3-T, runs them with the op-by-op executor on one batch of 8
+images, and applies AdamW to the GHN. Reported per configuration: steps/s, images x
+archs / s, XLA compilations and compile seconds (all, and after the first 20 steps),
+peak memory. The last line is a JSON summary.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import resource
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ghn_jax.deepnets import CompileCounter, arch_graph, net_plan, sample
+from ghn_jax.deepnets.meta import MetaNet, MetaStep
+from ghn_jax.ghn.checkpoint import GHNConfig, ghn_module
+from ghn_jax.ghn.model import GHN3
+from ghn_jax.ghn.shape_encoder import shape_indices
+from ghn_jax.graph.batch import pad_graphs
+
+WARMUP = 20
+
+
+def _nets(indices, imagenet):
+    out = []
+    for i in indices:
+        spec = sample("train", int(i))
+        out.append(MetaNet(net_plan(spec, imagenet), arch_graph(spec, imagenet)))
+    return out
+
+
+def _peak_bytes():
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return int(stats["peak_bytes_in_use"])
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024      # CPU: process peak RSS
+
+
+def run(meta: int, size: int, steps: int, seed: int, start_index: int):
+    imagenet = size == 224
+    cfg = GHNConfig(hid=64, layers=3, heads=8, max_shape=(64, 64, 16, 16), num_classes=1000)
+    module = ghn_module(cfg)
+    first = _nets([start_index], imagenet)
+    b = pad_graphs([first[0].graph])
+    params = module.init(jax.random.PRNGKey(seed), b.node_types, shape_indices(b.node_types, b.shapes),
+                         b.spd.astype(np.int32), b.mask, method=GHN3.init_all)["params"]
+    opt = optax.chain(optax.clip_by_global_norm(5.0), optax.adamw(4e-4, weight_decay=1e-2))
+    opt_state = opt.init(params)
+    update = jax.jit(lambda g, s, p: (lambda u, s2: (optax.apply_updates(p, u), s2))(*opt.update(g, s, p)))
+    step_fn = MetaStep(module)
+    rng = np.random.default_rng(seed)
+    counter = CompileCounter()
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    next_index = start_index
+    def submit():
+        nonlocal next_index
+        idx = list(range(next_index, next_index + meta))
+        next_index += meta
+        return pool.submit(_nets, idx, imagenet)
+    pending = submit()
+    rows = []
+    t_all = time.perf_counter()
+    for step in range(steps):
+        t0 = time.perf_counter()
+        nets = pending.result()
+        t_graph_wait = time.perf_counter() - t0
+        pending = submit() if step + 1 < steps else None
+        x = jnp.asarray(rng.standard_normal((8, size, size, 3)), jnp.float32)
+        y = jnp.asarray(rng.integers(0, 1000, 8))
+        c0, s0 = counter.count, counter.seconds
+        with counter:
+            out = step_fn(params, nets, x, y, dropout_key=jax.random.PRNGKey(step))
+            params, opt_state = update(out["grads"], opt_state, params)
+            jax.block_until_ready(params)
+        dt = time.perf_counter() - t0
+        rows.append((dt, counter.count - c0, counter.seconds - s0, t_graph_wait, out["loss"]))
+        if step % 10 == 9 or step == steps - 1:
+            a = np.array(rows)
+            done = step + 1
+            eta = (time.perf_counter() - t_all) / done * (steps - done)
+            print(f"  m{meta} {size}px step {done}/{steps}: {a[-10:, 0].mean():.2f} s/step, "
+                  f"compiles {int(a[:, 1].sum())} ({a[:, 2].sum():.0f} s), loss {a[-1, 4]:.3f}, ETA {eta:.0f} s",
+                  file=sys.stderr, flush=True)
+    pool.shutdown()
+    a = np.array(rows)
+    wall = float(a[:, 0].sum())
+    late = a[WARMUP:] if len(a) > WARMUP else a[-1:]
+    return {
+        "meta_batch": meta, "image_size": size, "images": 8, "steps": steps,
+        "steps_per_s": steps / wall, "images_x_archs_per_s": steps * meta * 8 / wall,
+        "compilations": int(a[:, 1].sum()), "compile_s": float(a[:, 2].sum()),
+        "compilations_after_warmup": int(late[:, 1].sum()),
+        "compile_fraction_after_warmup": float(late[:, 2].sum() / late[:, 0].sum()),
+        "compile_fraction_last_half": float(a[steps // 2:, 2].sum() / a[steps // 2:, 0].sum()),
+        "graph_wait_s": float(a[:, 3].sum()), "peak_memory_bytes": _peak_bytes(),
+        "wall_s": wall, "first_loss": float(a[0, 4]), "last_loss": float(a[-1, 4]),
+    }
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--meta", type=int, nargs="+", default=[2, 8])
+    p.add_argument("--size", type=int, nargs="+", default=[32, 224], choices=[32, 224])
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=None, help="persistent XLA compilation cache directory")
+    args = p.parse_args(argv)
+    if args.cache_dir:
+        jax.config.update("jax_compilation_cache_dir", args.cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    results = []
+    start = 10_000
+    for size in args.size:
+        for meta in args.meta:
+            r = run(meta, size, args.steps, args.seed, start)
+            start += meta * args.steps          # every configuration sees its own fresh nets
+            print(f"m{meta} {size}px: {r['steps_per_s']:.3f} steps/s, {r['images_x_archs_per_s']:.1f} images x archs/s, "
+                  f"{r['compilations']} compilations ({r['compile_s']:.0f} s), after step {WARMUP}: "
+                  f"{r['compilations_after_warmup']} ({100 * r['compile_fraction_after_warmup']:.1f}% of wall), "
+                  f"peak {r['peak_memory_bytes'] / 2**30:.2f} GiB", flush=True)
+            results.append(r)
+    print(json.dumps({"backend": jax.default_backend(), "device": str(jax.devices()[0]), "results": results}))
+
+
+if __name__ == "__main__":
+    main()

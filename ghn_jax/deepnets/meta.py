@@ -1,0 +1,293 @@
+"""One meta-batch: GHN -> predicted parameters -> executor -> loss -> gradients into the GHN.
+
+    step = MetaStep(ghn_module)
+    out = step(ghn_params, [MetaNet(...), ...], images, labels)    # loss, per-net CE, grads
+
+The GHN part is one jitted program per padding bucket (nodes, conv pixels, 1-D nodes):
+embeddings, then the decoders on exactly the nodes and window pixels the meta-batch
+needs. Shaping one node's decoder output into its parameter (channel slice, centre
+pixel or bilinear resize, fan-in normalisation, periodic tiling, Flax layout; §2.8-2.9)
+is a small cached kernel keyed by (block shape, target shape), like the executor's op
+kernels. Gradients flow back the same way: executor tape -> assign kernels -> one
+jitted VJP of the GHN program.
+
+The loss is the reference's (§4.5): (Σ_nets CE(label smoothing) + λ Σ_nets Σ_p ||p||_F) / m.
+"""
+import dataclasses
+import functools
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ghn_jax import tree_paths
+from ghn_jax.deepnets.executor import Executor, _OPTS, cross_entropy_and_grad
+from ghn_jax.deepnets.network import NetPlan
+from ghn_jax.ghn import assign
+from ghn_jax.ghn.model import GHN3
+from ghn_jax.ghn.shape_encoder import shape_indices
+from ghn_jax.graph import ArchGraph
+from ghn_jax.graph.batch import bucket_size, pad_graphs
+from ghn_jax.export.torch_params import _KERNEL_TO_FLAX
+
+
+@dataclasses.dataclass
+class MetaNet:
+    """One architecture of a meta-batch: its op plan, its graph and its abstract params."""
+    plan: NetPlan
+    graph: ArchGraph
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def _ghn_program(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes, slot, r, c, one_d, last_w, last_b):
+    """(B graphs) -> pixels (P, Co*Ci), 1-D rows (n1, 2, ch), class weights (B, K, Ci), biases (B, K)."""
+    v = {"params": params}
+    x = module.apply(v, types, shape_ind, spd, valid)                 # (B, M, hid)
+    x = x.reshape(-1, x.shape[-1])
+    h = module.apply(v, x[conv_nodes], slot, r, c, method=lambda m, z, s, rr, cc: m.decoder.pixel_hidden(z, s, rr, cc))
+    pix = module.apply(v, h, method=lambda m, hh: m.decoder.conv_2(hh))
+    rows = module.apply(v, x[one_d], method=GHN3.decode_1d)
+    cw = module.apply(v, x[last_w], method=GHN3.decode_class)
+    cb = module.apply(v, x[last_b], method=GHN3.decode_class_bias)
+    return pix, rows, cw, cb
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _ghn_fwd(module, params, *inputs):
+    return jax.vjp(lambda p: _ghn_program(module, p, *inputs), params)
+
+
+@jax.jit
+def _ghn_bwd(vjp, cts):
+    return vjp(cts)[0]
+
+
+# ------------------------------------------------------------------------------------------
+# Assign kernels: one node's decoder output -> its parameter(s), differentiable
+# ------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Assign:
+    kind: str                       # conv | class | 1d | class_bias
+    target: Tuple[int, ...]         # torch layout
+    leaf: Tuple[int, ...]           # Flax leaf shape
+    is_kernel: bool
+    hw: Tuple[int, int] = (1, 1)    # conv window
+    keep: Tuple[int, int] = (0, 0)  # channels kept (out, in)
+    max_s: int = 16
+    row: int = 1
+    norm_weight: bool = False
+    bias_leaf: Tuple[int, ...] = ()  # 1-D norm nodes: also the bias from row 1
+
+
+def _periodic(x, shape):
+    x = x[tuple(slice(0, min(b, s)) for b, s in zip(x.shape, shape))]
+    reps = tuple(-(-s // b) for b, s in zip(x.shape, shape))
+    if any(r > 1 for r in reps):
+        x = jnp.tile(x, reps)[tuple(slice(0, s) for s in shape)]
+    return x
+
+
+def _to_leaf(a: _Assign, v):
+    """Normalised torch-layout block -> Flax leaf (tiled in the leaf's layout)."""
+    if a.is_kernel and len(a.leaf) == len(a.target) and v.ndim in _KERNEL_TO_FLAX:
+        return _periodic(jnp.transpose(v, _KERNEL_TO_FLAX[v.ndim]), a.leaf)
+    if a.is_kernel:
+        return _periodic(v, a.target).T.reshape(a.leaf)
+    return _periodic(v, a.leaf)
+
+
+def _assign_fn(a: _Assign, block):
+    """block -> (leaves, sum of Frobenius norms)."""
+    t = a.target
+    if a.kind == "conv":
+        h, w = a.hw
+        co_ci = block.shape[-1]
+        co = ci = int(round(co_ci ** 0.5))
+        p = jnp.transpose(block.reshape(h, w, co, ci), (2, 3, 0, 1))[: a.keep[0], : a.keep[1]]
+        if len(t) == 2:
+            v = p[:, :, h // 2, w // 2]
+        else:
+            if t[2] > a.max_s or t[3] > a.max_s:
+                p = assign.resize_bilinear(p, (t[2], t[3]), xp=jnp)
+            v = p
+        leaves = (_to_leaf(a, assign.normalise(v, t, xp=jnp)),)
+    elif a.kind == "class":
+        v = block[: t[0], : a.keep[1]]
+        if len(t) == 4:
+            v = v[:, :, None, None]
+        leaves = (_to_leaf(a, assign.normalise(v, t, xp=jnp)),)
+    elif a.kind == "class_bias":
+        leaves = (_to_leaf(a, assign.normalise(block[: t[0]], t, xp=jnp)),)
+    else:
+        leaves = (_to_leaf(a, assign.normalise(block[a.row][: t[0]], t, norm_weight=a.norm_weight, xp=jnp)),)
+        if a.bias_leaf:
+            leaves += (_periodic(assign.normalise(block[1][: t[0]], t, xp=jnp), a.bias_leaf),)
+    norm = sum(jnp.sqrt(jnp.sum(jnp.square(l))) for l in leaves)
+    return leaves, norm
+
+
+@functools.partial(jax.jit, static_argnums=0, compiler_options=_OPTS)
+def _assign_fwd(a: _Assign, block):
+    return jax.vjp(functools.partial(_assign_fn, a), block)
+
+
+@functools.partial(jax.jit, compiler_options=_OPTS)
+def _assign_bwd(vjp, cts):
+    return vjp(cts)[0]
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _take(a, start, n: int):
+    return lax.dynamic_slice_in_dim(a, start, n, 0)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _put(buf, start, g):
+    return lax.dynamic_update_slice_in_dim(buf, g.astype(buf.dtype), start, 0)
+
+
+# ------------------------------------------------------------------------------------------
+# The meta-batch step
+# ------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Job:
+    a: _Assign
+    src: str                  # 'pix' | 'rows' | 'cw' | 'cb'
+    start: int
+    n: int
+    paths: Tuple[str, ...]    # Flax paths written (weight[, bias])
+    net: int
+
+
+class MetaStep:
+    """Loss and GHN gradients of one meta-batch of architectures on one image batch."""
+
+    def __init__(self, module: GHN3, label_smoothing: float = 0.1, lam: float = 3e-5):
+        self.module, self.label_smoothing, self.lam = module, label_smoothing, lam
+        self.executor = Executor()
+
+    # -- host-side planning (numpy) ------------------------------------------------------
+    def _inputs(self, graphs: Sequence[ArchGraph]):
+        co, ci, s, _ = self.module.max_shape
+        batch = pad_graphs(graphs)
+        m = batch.num_nodes
+        si = shape_indices(batch.node_types, batch.shapes, self.module.num_classes, s)
+        conv_nodes, slot, rr, cc, one_d, jobs = [], [], [], [], [], []
+        last_w, last_b = [], []
+        for gi, g in enumerate(graphs):
+            base = gi * m
+            tasks = assign.plan(g, self.module.max_shape, centre=True)
+            abstract = g.abstract_variables
+            for t in tasks:
+                name = g.param_names[t.node]
+                leaf = tuple(tree_paths.get(abstract, name).shape)
+                is_kernel = name.endswith("/kernel")
+                if t.kind == "conv":
+                    (r0, r1), (c0, c1) = t.window
+                    hw = (r1 - r0, c1 - c0)
+                    start = len(slot)
+                    conv_slot = len(conv_nodes)
+                    conv_nodes.append(base + t.node)
+                    for y in range(r0, r1):
+                        for x in range(c0, c1):
+                            slot.append(conv_slot)
+                            rr.append(y)
+                            cc.append(x)
+                    keep = (min(t.key_out, t.target[0]), min(t.key_in, t.target[1]))
+                    a = _Assign("conv", t.target, leaf, is_kernel, hw, keep, s)
+                    jobs.append(_Job(a, "pix", start, hw[0] * hw[1], (_param_path(name),), gi))
+                elif t.kind == "class":
+                    a = _Assign("class", t.target, leaf, is_kernel, keep=(t.target[0], min(t.key_in, t.target[1])))
+                    jobs.append(_Job(a, "cw", gi, 1, (_param_path(name),), gi))
+                    last_w.append(base + t.node)
+                elif t.kind == "class_bias":
+                    jobs.append(_Job(_Assign("class_bias", t.target, leaf, False), "cb", gi, 1,
+                                     (_param_path(name),), gi))
+                    last_b.append(base + t.node)
+                else:
+                    extras = g.extra_params[t.node]
+                    bias_leaf = tuple(tree_paths.get(abstract, extras[0]).shape) if extras else ()
+                    a = _Assign("1d", t.target, leaf, False, row=t.row, norm_weight=t.norm_weight,
+                                bias_leaf=bias_leaf)
+                    jobs.append(_Job(a, "rows", len(one_d), 1,
+                                     tuple(_param_path(p) for p in (name,) + tuple(extras)), gi))
+                    one_d.append(base + t.node)
+            if g.not_predicted:
+                raise ValueError(f"{g.name}: parameters without a GHN node: {g.not_predicted}")
+        if len(last_w) != len(graphs) or len(last_b) != len(graphs):
+            raise ValueError("every network needs a classifier weight and bias node")
+        n_pix = bucket_size(max(1, len(slot)))
+        pad = lambda v, n: np.asarray(list(v) + [0] * (n - len(v)), np.int32)
+        inputs = (batch.node_types, si, batch.spd.astype(np.int32), batch.mask,
+                  pad(conv_nodes, _pow2(max(1, len(conv_nodes)))), pad(slot, n_pix), pad(rr, n_pix),
+                  pad(cc, n_pix), pad(one_d, _pow2(max(1, len(one_d)))), np.asarray(last_w, np.int32),
+                  np.asarray(last_b, np.int32))
+        return inputs, jobs
+
+    # -- the step --------------------------------------------------------------------------
+    def predict(self, ghn_params, graphs: Sequence[ArchGraph]):
+        """Per net {module name: params subtree}, plus what backward needs."""
+        inputs, jobs = self._inputs(graphs)
+        outs, ghn_vjp = _ghn_fwd(self.module, ghn_params, *inputs)
+        srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
+        flat: List[Dict[str, Any]] = [dict() for _ in graphs]
+        records, norms = [], []
+        for job in jobs:
+            block = _take(srcs[job.src], np.int32(job.start), job.n)
+            if job.src in ("cw", "cb", "rows"):
+                block = block[0]
+            (leaves, norm), vjp = _assign_fwd(job.a, block)
+            for path, leaf in zip(job.paths, leaves):
+                flat[job.net][path] = leaf
+            records.append(vjp)
+            norms.append((job.net, norm))
+        params = [tree_paths.unflatten(f) for f in flat]
+        return params, norms, (outs, ghn_vjp, jobs, records)
+
+    def __call__(self, ghn_params, nets: Sequence[MetaNet], images, labels, dropout_key=None):
+        """{'loss', 'ce' (per net), 'reg', 'grads'} for one meta-batch on one image batch."""
+        m = len(nets)
+        params, norms, saved = self.predict(ghn_params, [n.graph for n in nets])
+        reg = self.lam * float(sum(float(v) for _, v in norms))
+        ces, flat_grads = [], []
+        for i, net in enumerate(nets):
+            key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
+            logits, tape = self.executor.forward(net.plan, params[i], images, key)
+            ce, g_logits = cross_entropy_and_grad(logits, labels, label_smoothing=self.label_smoothing)
+            grads, _ = self.executor.backward(tape, g_logits / m)
+            ces.append(float(ce))
+            flat_grads.append(tree_paths.flatten(grads))
+        ghn_grads = self.backward(saved, flat_grads, self.lam / m)
+        loss = (sum(ces) + reg) / m
+        return {"loss": loss, "ce": ces, "reg": reg, "grads": ghn_grads}
+
+    def backward(self, saved, flat_grads: List[Dict[str, Any]], norm_ct: float):
+        """GHN parameter gradients from per-net {Flax path: grad} (missing paths: zero)."""
+        outs, ghn_vjp, jobs, records = saved
+        cts = {k: jnp.zeros_like(v) for k, v in zip(("pix", "rows", "cw", "cb"), outs)}
+        for job, vjp in zip(jobs, records):
+            g = flat_grads[job.net]
+            dt = cts[job.src].dtype
+            leaves_ct = tuple(g[p] if p in g else jnp.zeros(_leaf_shape(job.a, k), dt)
+                              for k, p in enumerate(job.paths))
+            gb = _assign_bwd(vjp, (leaves_ct, jnp.asarray(norm_ct, dt)))
+            if job.src in ("cw", "cb", "rows"):
+                gb = gb[None]
+            cts[job.src] = _put(cts[job.src], np.int32(job.start), gb)
+        return _ghn_bwd(ghn_vjp, tuple(cts[k] for k in ("pix", "rows", "cw", "cb")))
+
+
+def _leaf_shape(a: _Assign, k: int):
+    return a.bias_leaf if k == 1 else a.leaf
+
+
+def _param_path(path: str) -> str:
+    """Graph paths start with the collection ('params/...'); executor params do not."""
+    return path[len("params/"):] if path.startswith("params/") else path
