@@ -4,17 +4,19 @@
     python benchmarks/train_step.py --meta 2 --size 32 --steps 60
     python benchmarks/train_step.py --cache-dir /tmp/jaxcache   # persistent XLA cache (a 2nd run compiles ~nothing)
 
-Each step samples `meta` fresh train-split architectures (indices never repeat), traces
-their graphs (in a background thread, one step ahead), predicts their parameters with a
-randomly initialised GHN-3-T, runs them with the op-by-op executor on one batch of 8
-images, and applies AdamW to the GHN. Reported per configuration: steps/s, images x
-archs / s, XLA compilations and compile seconds (all, and after the first 20 steps),
-peak memory. The last line is a JSON summary.
+Each step samples `meta` fresh train-split architectures (indices never repeat), predicts
+their parameters with a randomly initialised GHN-3-T, runs them with the op-by-op executor
+on one batch of 8 images, and applies AdamW to the GHN. A background thread works one step
+ahead: it traces the next architectures' graphs and compiles every kernel they will need
+(`MetaStep.precompile`), so compilation overlaps compute (`--no-ahead` turns this off).
+
+Reported per configuration: steps/s, images x archs / s, XLA compilations and compile
+seconds (all threads), the compile seconds the training thread itself waited for ("stall"),
+both also after the first 20 steps, and peak memory. The last line is a JSON summary.
 """
 import argparse
 import concurrent.futures
 import json
-import os
 import resource
 import sys
 import time
@@ -49,7 +51,7 @@ def _peak_bytes():
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024      # CPU: process peak RSS
 
 
-def run(meta: int, size: int, steps: int, seed: int, start_index: int):
+def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bool = True):
     imagenet = size == 224
     cfg = GHNConfig(hid=64, layers=3, heads=8, max_shape=(64, 64, 16, 16), num_classes=1000)
     module = ghn_module(cfg)
@@ -62,31 +64,42 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int):
     update = jax.jit(lambda g, s, p: (lambda u, s2: (optax.apply_updates(p, u), s2))(*opt.update(g, s, p)))
     step_fn = MetaStep(module)
     rng = np.random.default_rng(seed)
-    counter = CompileCounter()
+    counter = CompileCounter(always=True)       # background compiles count too
     pool = concurrent.futures.ThreadPoolExecutor(1)
     next_index = start_index
+    x_abs = jax.ShapeDtypeStruct((8, size, size, 3), jnp.float32)
+    y_abs = jax.ShapeDtypeStruct((8,), jnp.int32)
+
+    def load(idx):
+        nets = _nets(idx, imagenet)
+        prepared = step_fn.prepare([n.graph for n in nets])
+        if ahead:
+            step_fn.precompile(params, nets, prepared, x_abs, y_abs, jax.random.PRNGKey(0))
+        return nets, prepared
+
     def submit():
         nonlocal next_index
         idx = list(range(next_index, next_index + meta))
         next_index += meta
-        return pool.submit(_nets, idx, imagenet)
+        return pool.submit(load, idx)
     pending = submit()
     rows = []
     t_all = time.perf_counter()
     for step in range(steps):
         t0 = time.perf_counter()
-        nets = pending.result()
+        nets, prepared = pending.result()
         t_graph_wait = time.perf_counter() - t0
         pending = submit() if step + 1 < steps else None
         x = jnp.asarray(rng.standard_normal((8, size, size, 3)), jnp.float32)
-        y = jnp.asarray(rng.integers(0, 1000, 8))
-        c0, s0 = counter.count, counter.seconds
+        y = jnp.asarray(rng.integers(0, 1000, 8), jnp.int32)
+        c0, s0, st0 = counter.count, counter.seconds, counter.stall_seconds
         with counter:
-            out = step_fn(params, nets, x, y, dropout_key=jax.random.PRNGKey(step))
+            out = step_fn(params, nets, x, y, dropout_key=jax.random.PRNGKey(step), prepared=prepared)
             params, opt_state = update(out["grads"], opt_state, params)
             jax.block_until_ready(params)
         dt = time.perf_counter() - t0
-        rows.append((dt, counter.count - c0, counter.seconds - s0, t_graph_wait, out["loss"]))
+        rows.append((dt, counter.count - c0, counter.seconds - s0, t_graph_wait, out["loss"],
+                     counter.stall_seconds - st0))
         if step % 10 == 9 or step == steps - 1:
             a = np.array(rows)
             done = step + 1
@@ -104,6 +117,8 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int):
         "compilations": int(a[:, 1].sum()), "compile_s": float(a[:, 2].sum()),
         "compilations_after_warmup": int(late[:, 1].sum()),
         "compile_fraction_after_warmup": float(late[:, 2].sum() / late[:, 0].sum()),
+        "stall_s": float(a[:, 5].sum()),
+        "stall_fraction_after_warmup": float(late[:, 5].sum() / late[:, 0].sum()),
         "compile_fraction_last_half": float(a[steps // 2:, 2].sum() / a[steps // 2:, 0].sum()),
         "graph_wait_s": float(a[:, 3].sum()), "peak_memory_bytes": _peak_bytes(),
         "wall_s": wall, "first_loss": float(a[0, 4]), "last_loss": float(a[-1, 4]),
@@ -117,6 +132,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=None, help="persistent XLA compilation cache directory")
+    p.add_argument("--no-ahead", action="store_true", help="do not compile the next step's kernels in the background")
     args = p.parse_args(argv)
     if args.cache_dir:
         jax.config.update("jax_compilation_cache_dir", args.cache_dir)
@@ -126,11 +142,13 @@ def main(argv=None):
     start = 10_000
     for size in args.size:
         for meta in args.meta:
-            r = run(meta, size, args.steps, args.seed, start)
+            r = run(meta, size, args.steps, args.seed, start, ahead=not args.no_ahead)
             start += meta * args.steps          # every configuration sees its own fresh nets
             print(f"m{meta} {size}px: {r['steps_per_s']:.3f} steps/s, {r['images_x_archs_per_s']:.1f} images x archs/s, "
-                  f"{r['compilations']} compilations ({r['compile_s']:.0f} s), after step {WARMUP}: "
-                  f"{r['compilations_after_warmup']} ({100 * r['compile_fraction_after_warmup']:.1f}% of wall), "
+                  f"{r['compilations']} compilations ({r['compile_s']:.0f} s, stall {r['stall_s']:.0f} s), "
+                  f"after step {WARMUP}: {r['compilations_after_warmup']} "
+                  f"({100 * r['compile_fraction_after_warmup']:.1f}% of wall, stall "
+                  f"{100 * r['stall_fraction_after_warmup']:.1f}%), "
                   f"peak {r['peak_memory_bytes'] / 2**30:.2f} GiB", flush=True)
             results.append(r)
     print(json.dumps({"backend": jax.default_backend(), "device": str(jax.devices()[0]), "results": results}))

@@ -14,30 +14,48 @@ gradients are jax's own VJPs of those modules.
 """
 import dataclasses
 import functools
-import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import threading
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ghn_jax.deepnets.network import NetPlan, Ops, run_plan
 from ghn_jax.deepnets.ops import OpSpec, make_op
 
 
+class Raw:
+    """An op's parameters given as raw GHN outputs plus a hashable `builder`:
+    builder(blocks) -> (params subtree, sum of the parameters' Frobenius norms).
+
+    The builder runs inside the op's kernel, so shaping predictions into parameters
+    (tiling, normalisation) costs no extra kernel, compilation or dispatch.
+    """
+    __slots__ = ("builder", "blocks")
+
+    def __init__(self, builder, blocks):
+        self.builder, self.blocks = builder, tuple(blocks)
+
+
 def _apply(key: Tuple, p, xs):
-    kind = key[0]
+    """(output, norm of the op's parameters if it builds them from raw blocks, else 0)."""
+    kind, builder = key[0], key[2] if len(key) > 2 else None
+    norm = jnp.zeros((), jnp.float32)
+    if builder is not None:
+        p, norm = builder(p)
     if kind == "op":
-        return make_op(key[1]).apply({"params": p}, xs[0])
-    if kind == "head":
-        return make_op(key[1]).apply({"params": p}, xs[0], xs[1] if len(xs) > 1 else None)
-    if kind == "add":
-        return xs[0] + xs[1]
-    if kind == "concat":
-        return jnp.concatenate(xs, axis=-1)
-    if kind == "zeros":
-        return xs[0] * 0.0
-    raise ValueError(kind)
+        y = make_op(key[1]).apply({"params": p}, xs[0])
+    elif kind == "head":
+        y = make_op(key[1]).apply({"params": p}, xs[0], xs[1] if len(xs) > 1 else None)
+    elif kind == "add":
+        y = xs[0] + xs[1]
+    elif kind == "concat":
+        y = jnp.concatenate(xs, axis=-1)
+    elif kind == "zeros":
+        y = xs[0] * 0.0
+    else:
+        raise ValueError(kind)
+    return y, norm
 
 
 # Kernels are small: on CPU their time is in library convolutions and matmuls, while
@@ -67,6 +85,7 @@ class _Entry:
     ins: Tuple[int, ...]
     out: int
     name: Optional[str]       # parameter module name, or None
+    raw: bool = False         # parameters built from raw blocks (their norm enters the loss)
 
 
 class Tape:
@@ -74,6 +93,7 @@ class Tape:
 
     def __init__(self):
         self.entries: List[_Entry] = []
+        self.norms: List[jax.Array] = []     # per raw-parameter op: sum of its tensors' norms
         self.n_values = 0
         self.input_id: int = -1
         self.output_id: int = -1
@@ -96,11 +116,13 @@ class _TapeOps(Ops):
         self.params, self.tape, self.dropout_key, self.record = params, tape, dropout_key, record
 
     def _call(self, key, name, xs):
-        p = self.params[name] if name is not None else {}
-        out, vjp = _fwd_kernel(key, p, tuple(x.a for x in xs))
+        key, p = _with_params(key, self.params[name] if name is not None else {})
+        (out, norm), vjp = _fwd_kernel(key, p, tuple(x.a for x in xs))
         v = _V(out, self.tape.new_value())
+        if len(key) > 2:
+            self.tape.norms.append(norm)
         if self.record:
-            self.tape.entries.append(_Entry(vjp, tuple(x.i for x in xs), v.i, name))
+            self.tape.entries.append(_Entry(vjp, tuple(x.i for x in xs), v.i, name, len(key) > 2))
         return v
 
     def apply(self, name, spec: OpSpec, x):
@@ -120,6 +142,53 @@ class _TapeOps(Ops):
         return self._call(("zeros",), None, (x,))
 
 
+class _AbstractOps(Ops):
+    """Walks a plan on shapes only, compiling every kernel it meets (forward and backward)."""
+
+    def __init__(self, params, dropout_key):
+        self.params, self.dropout_key = params, dropout_key
+
+    def _call(self, key, name, xs):
+        key, p = _with_params(key, self.params[name] if name is not None else {})
+        lowered = _fwd_kernel.lower(key, p, tuple(xs))
+        lowered.compile()
+        (out, norm), vjp = lowered.out_info
+        _bwd_kernel.lower(vjp, (out, norm)).compile()
+        return out
+
+    def apply(self, name, spec, x):
+        return self._call(("op", spec), name if name in self.params else None, (x,))
+
+    def head(self, name, spec, x):
+        xs = (x,) if self.dropout_key is None else (x, self.dropout_key)
+        return self._call(("head", spec), name, xs)
+
+    def add(self, a, b):
+        _accumulate.lower(a, b).compile()           # fan-out cotangents are summed at this shape
+        return self._call(("add",), None, (a, b))
+
+    def concat(self, xs):
+        return self._call(("concat",), None, tuple(xs))
+
+    def zeros_like(self, x):
+        return self._call(("zeros",), None, (x,))
+
+
+def _with_params(key, p):
+    """Raw parameters put their builder into the kernel key and pass their blocks."""
+    if isinstance(p, Raw):
+        return key + (p.builder,), p.blocks
+    return key, p
+
+
+def _abstract(tree):
+    def leaf(a):
+        if isinstance(a, Raw):
+            return Raw(a.builder, _abstract(a.blocks))
+        return jax.ShapeDtypeStruct(a.shape, a.dtype)
+    return jax.tree_util.tree_map(leaf, tree, is_leaf=lambda a: isinstance(a, Raw))
+
+
 class Executor:
     """Runs DeepNets networks op by op with cached kernels; gradients by a reverse tape walk.
 
@@ -127,6 +196,24 @@ class Executor:
         logits, tape = ex.forward(plan, params, images)       # params: {module name: subtree}
         grads, g_images = ex.backward(tape, g_logits)         # same structure as params
     """
+
+    # Every XLA:CPU executable maps its own code pages; a few thousand exhaust the default
+    # vm.max_map_count (65530) and LLVM fails with "Cannot allocate memory". Past this many
+    # cached kernels the caches are dropped (a persistent compilation cache makes the
+    # recompiles cheap).
+    max_kernels = 1500
+
+    @staticmethod
+    def n_kernels() -> int:
+        return _fwd_kernel._cache_size() + _bwd_kernel._cache_size()
+
+    def maybe_evict(self) -> bool:
+        """Clears the kernel caches if they hold more than `max_kernels` programs."""
+        if self.n_kernels() <= self.max_kernels:
+            return False
+        _fwd_kernel.clear_cache()
+        _bwd_kernel.clear_cache()
+        return True
 
     def forward(self, plan: NetPlan, params: Dict[str, Any], x: jax.Array,
                 dropout_key: Optional[jax.Array] = None, record: bool = True):
@@ -138,15 +225,30 @@ class Executor:
         tape.output_id = out.i
         return out.a, tape
 
-    def backward(self, tape: Tape, g_out: jax.Array):
-        """(grads {module name: subtree}, cotangent of the input images)."""
+    def precompile(self, plan: NetPlan, params: Dict[str, Any], x, dropout_key=None):
+        """Compiles every kernel `forward`/`backward` will need for this network, from shapes
+        alone (params, x and dropout_key may be arrays or jax.ShapeDtypeStructs).
+
+        Safe to call from a background thread one step ahead: jit's caches are shared, so
+        compilation overlaps the current step's compute instead of stalling the next one.
+        """
+        key = None if dropout_key is None else _abstract(dropout_key)
+        return run_plan(plan, _abstract(x), _AbstractOps(_abstract(params), key))
+
+    def backward(self, tape: Tape, g_out: jax.Array, norm_ct: float = 0.0):
+        """(grads {module name: subtree, or tuple of raw block cotangents}, image cotangent).
+
+        norm_ct: d loss / d (each raw op's parameter norm), e.g. the regulariser's lambda / m.
+        """
         cots: Dict[int, Any] = {tape.output_id: g_out}
         grads: Dict[str, Any] = {}
+        zero = jnp.zeros((), jnp.float32)
+        nct = jnp.asarray(norm_ct, jnp.float32)
         for entry in reversed(tape.entries):
             g = cots.pop(entry.out, None)
             if g is None:
                 continue                      # the value does not reach the loss
-            gp, gxs = _bwd_kernel(entry.vjp, g)
+            gp, gxs = _bwd_kernel(entry.vjp, (g, nct if entry.raw else zero))
             if entry.name is not None:
                 grads[entry.name] = gp
             for i, gx in zip(entry.ins, gxs):
@@ -173,20 +275,28 @@ def cross_entropy_and_grad(logits, labels, label_smoothing: float = 0.0):
 
 
 class CompileCounter:
-    """Counts XLA compilations and their seconds while active (jax.monitoring events)."""
+    """Counts XLA compilations and their seconds (jax.monitoring events) while active.
 
-    def __init__(self):
+    `count`/`seconds` cover every thread; `stall_count`/`stall_seconds` only the thread that
+    entered the context, i.e. compilations the step had to wait for.
+    """
+
+    def __init__(self, always: bool = False):
         self.count, self.seconds = 0, 0.0
-        self._on = False
+        self.stall_count, self.stall_seconds = 0, 0.0
+        self._on, self._always, self._owner = False, always, None
         jax.monitoring.register_event_duration_secs_listener(self._listen)
 
     def _listen(self, event: str, duration: float, **_):
-        if self._on and event == "/jax/core/compile/backend_compile_duration":
+        if (self._on or self._always) and event == "/jax/core/compile/backend_compile_duration":
             self.count += 1
             self.seconds += duration
+            if threading.get_ident() == self._owner:
+                self.stall_count += 1
+                self.stall_seconds += duration
 
     def __enter__(self):
-        self._on = True
+        self._on, self._owner = True, threading.get_ident()
         return self
 
     def __exit__(self, *exc):

@@ -15,7 +15,7 @@ The loss is the reference's (§4.5): (Σ_nets CE(label smoothing) + λ Σ_nets �
 """
 import dataclasses
 import functools
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,7 @@ import numpy as np
 from jax import lax
 
 from ghn_jax import tree_paths
-from ghn_jax.deepnets.executor import Executor, _OPTS, cross_entropy_and_grad
+from ghn_jax.deepnets.executor import Executor, Raw, cross_entropy_and_grad
 from ghn_jax.deepnets.network import NetPlan
 from ghn_jax.ghn import assign
 from ghn_jax.ghn.model import GHN3
@@ -132,24 +132,30 @@ def _assign_fn(a: _Assign, block):
     return leaves, norm
 
 
-@functools.partial(jax.jit, static_argnums=0, compiler_options=_OPTS)
-def _assign_fwd(a: _Assign, block):
-    return jax.vjp(functools.partial(_assign_fn, a), block)
-
-
-@functools.partial(jax.jit, compiler_options=_OPTS)
-def _assign_bwd(vjp, cts):
-    return vjp(cts)[0]
-
-
-@functools.partial(jax.jit, static_argnums=2)
-def _take(a, start, n: int):
-    return lax.dynamic_slice_in_dim(a, start, n, 0)
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _take(a, start, n: int, squeeze: bool):
+    out = lax.dynamic_slice_in_dim(a, start, n, 0)
+    return out[0] if squeeze else out
 
 
 @functools.partial(jax.jit, donate_argnums=0)
 def _put(buf, start, g):
-    return lax.dynamic_update_slice_in_dim(buf, g.astype(buf.dtype), start, 0)
+    g = g.astype(buf.dtype)
+    return lax.dynamic_update_slice_in_dim(buf, g if g.ndim == buf.ndim else g[None], start, 0)
+
+
+@jax.jit
+def _zeros(tree):
+    return jax.tree_util.tree_map(jnp.zeros_like, tree)
+
+
+@jax.jit
+def _scale(g, s):
+    return g * s
+
+
+def _abstract(tree):
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
 
 
 # ------------------------------------------------------------------------------------------
@@ -232,60 +238,109 @@ class MetaStep:
         return inputs, jobs
 
     # -- the step --------------------------------------------------------------------------
-    def predict(self, ghn_params, graphs: Sequence[ArchGraph]):
-        """Per net {module name: params subtree}, plus what backward needs."""
-        inputs, jobs = self._inputs(graphs)
+    def prepare(self, graphs: Sequence[ArchGraph]):
+        """Host-side (numpy) inputs of the GHN program and the assignment jobs; can run in a
+        data-loading thread."""
+        return self._inputs(graphs)
+
+    def predict(self, ghn_params, graphs: Sequence[ArchGraph], prepared=None):
+        """Per net {module name: Raw(builder, blocks)} (parameters are built inside the op
+        kernels), plus what `backward` needs."""
+        inputs, jobs = prepared if prepared is not None else self._inputs(graphs)
         outs, ghn_vjp = _ghn_fwd(self.module, ghn_params, *inputs)
         srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
-        flat: List[Dict[str, Any]] = [dict() for _ in graphs]
-        records, norms = [], []
-        for job in jobs:
-            block = _take(srcs[job.src], np.int32(job.start), job.n)
-            if job.src in ("cw", "cb", "rows"):
-                block = block[0]
-            (leaves, norm), vjp = _assign_fwd(job.a, block)
-            for path, leaf in zip(job.paths, leaves):
-                flat[job.net][path] = leaf
-            records.append(vjp)
-            norms.append((job.net, norm))
-        params = [tree_paths.unflatten(f) for f in flat]
-        return params, norms, (outs, ghn_vjp, jobs, records)
+        blocks = [_take(srcs[j.src], np.int32(j.start), j.n, j.src != "pix") for j in jobs]
+        return self._raw(jobs, blocks, len(graphs)), (outs, ghn_vjp, jobs)
 
-    def __call__(self, ghn_params, nets: Sequence[MetaNet], images, labels, dropout_key=None):
+    @staticmethod
+    def _raw(jobs, blocks, n_nets):
+        grouped: List[Dict[str, List]] = [dict() for _ in range(n_nets)]
+        for k, (job, block) in enumerate(zip(jobs, blocks)):
+            module = job.paths[0].split("/")[0]
+            rel = tuple(p[len(module) + 1:] for p in job.paths)
+            grouped[job.net].setdefault(module, []).append((job.a, rel, block, k))
+        out, order = [], []
+        for g in grouped:
+            out.append({m: Raw(_Builder(tuple((a, rel) for a, rel, _, _ in items)), [b for *_, b, _ in items])
+                        for m, items in g.items()})
+            order.append({m: [k for *_, k in items] for m, items in g.items()})
+        return out, order
+
+    def materialise(self, raw_params: Dict[str, Raw]) -> Dict[str, Any]:
+        """{module name: params subtree}: the predicted parameters as plain arrays."""
+        return {m: jax.jit(r.builder)(r.blocks)[0] for m, r in raw_params.items()}
+
+    def precompile(self, ghn_params, nets: Sequence[MetaNet], prepared, images, labels, dropout_key=None):
+        """Compiles everything `__call__` will run for these nets, from shapes alone.
+
+        Run it one step ahead in a background thread: new architectures then find their
+        kernels compiled, and compilation overlaps compute (docs/deepnets.md, "Executor").
+        """
+        inputs, jobs = prepared
+        lowered = _ghn_fwd.lower(self.module, _abstract(ghn_params), *inputs)
+        lowered.compile()
+        outs, ghn_vjp = lowered.out_info
+        _ghn_bwd.lower(ghn_vjp, outs).compile()
+        _zeros.lower(outs).compile()
+        srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
+        start = np.int32(0)
+        blocks = []
+        for job in jobs:
+            lo = _take.lower(srcs[job.src], start, job.n, job.src != "pix")
+            lo.compile()
+            blocks.append(lo.out_info)
+            _put.lower(srcs[job.src], start, lo.out_info).compile()
+        raw, _ = self._raw(jobs, blocks, len(nets))
+        x = _abstract(images)
+        key = None if dropout_key is None else _abstract(jax.random.fold_in(dropout_key, 0))
+        for net, r in zip(nets, raw):
+            logits = self.executor.precompile(net.plan, r, x, key)
+        cross_entropy_and_grad.lower(logits, _abstract(labels), label_smoothing=self.label_smoothing).compile()
+        _scale.lower(logits, jax.ShapeDtypeStruct((), jnp.float32)).compile()
+
+    def __call__(self, ghn_params, nets: Sequence[MetaNet], images, labels, dropout_key=None, prepared=None):
         """{'loss', 'ce' (per net), 'reg', 'grads'} for one meta-batch on one image batch."""
         m = len(nets)
-        params, norms, saved = self.predict(ghn_params, [n.graph for n in nets])
-        reg = self.lam * float(sum(float(v) for _, v in norms))
-        ces, flat_grads = [], []
+        self.executor.maybe_evict()
+        (raw, order), saved = self.predict(ghn_params, [n.graph for n in nets], prepared)
+        ces, norms, block_cts = [], [], {}
         for i, net in enumerate(nets):
             key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
-            logits, tape = self.executor.forward(net.plan, params[i], images, key)
+            logits, tape = self.executor.forward(net.plan, raw[i], images, key)
             ce, g_logits = cross_entropy_and_grad(logits, labels, label_smoothing=self.label_smoothing)
-            grads, _ = self.executor.backward(tape, g_logits / m)
-            ces.append(float(ce))
-            flat_grads.append(tree_paths.flatten(grads))
-        ghn_grads = self.backward(saved, flat_grads, self.lam / m)
+            grads, _ = self.executor.backward(tape, _scale(g_logits, np.float32(1.0 / m)), self.lam / m)
+            ces.append(ce)
+            norms.extend(tape.norms)
+            for module, cts in grads.items():
+                block_cts.update(zip(order[i][module], cts))
+        ghn_grads = self.backward(saved, block_cts)
+        ces = [float(c) for c in ces]
+        reg = self.lam * float(sum(float(v) for v in norms))
         loss = (sum(ces) + reg) / m
         return {"loss": loss, "ce": ces, "reg": reg, "grads": ghn_grads}
 
-    def backward(self, saved, flat_grads: List[Dict[str, Any]], norm_ct: float):
-        """GHN parameter gradients from per-net {Flax path: grad} (missing paths: zero)."""
-        outs, ghn_vjp, jobs, records = saved
-        cts = {k: jnp.zeros_like(v) for k, v in zip(("pix", "rows", "cw", "cb"), outs)}
-        for job, vjp in zip(jobs, records):
-            g = flat_grads[job.net]
-            dt = cts[job.src].dtype
-            leaves_ct = tuple(g[p] if p in g else jnp.zeros(_leaf_shape(job.a, k), dt)
-                              for k, p in enumerate(job.paths))
-            gb = _assign_bwd(vjp, (leaves_ct, jnp.asarray(norm_ct, dt)))
-            if job.src in ("cw", "cb", "rows"):
-                gb = gb[None]
-            cts[job.src] = _put(cts[job.src], np.int32(job.start), gb)
+    def backward(self, saved, block_cts: Dict[int, Any]):
+        """GHN parameter gradients from the cotangents of the raw blocks (by job index)."""
+        outs, ghn_vjp, jobs = saved
+        cts = dict(zip(("pix", "rows", "cw", "cb"), _zeros(outs)))
+        for k, job in enumerate(jobs):
+            if k in block_cts:
+                cts[job.src] = _put(cts[job.src], np.int32(job.start), block_cts[k])
         return _ghn_bwd(ghn_vjp, tuple(cts[k] for k in ("pix", "rows", "cw", "cb")))
 
 
-def _leaf_shape(a: _Assign, k: int):
-    return a.bias_leaf if k == 1 else a.leaf
+@dataclasses.dataclass(frozen=True)
+class _Builder:
+    """Raw blocks of one op -> its params subtree and the sum of their norms (see executor.Raw)."""
+    items: Tuple[Tuple[_Assign, Tuple[str, ...]], ...]
+
+    def __call__(self, blocks):
+        flat, norm = {}, jnp.zeros((), jnp.float32)
+        for (a, rel), block in zip(self.items, blocks):
+            leaves, n = _assign_fn(a, block)
+            flat.update(zip(rel, leaves))
+            norm = norm + n.astype(jnp.float32)
+        return tree_paths.unflatten(flat), norm
 
 
 def _param_path(path: str) -> str:

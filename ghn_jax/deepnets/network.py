@@ -13,9 +13,8 @@ Module names are the reference's torch module paths with their dots kept
 op and the generic Flax <-> torch naming rule yields the reference parameter names.
 """
 import dataclasses
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
-import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
