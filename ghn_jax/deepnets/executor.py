@@ -86,6 +86,7 @@ class _Entry:
     out: int
     name: Optional[str]       # parameter module name, or None
     raw: bool = False         # parameters built from raw blocks (their norm enters the loss)
+    bwd: Any = None           # the compiled backward program
 
 
 class Tape:
@@ -117,12 +118,14 @@ class _TapeOps(Ops):
 
     def _call(self, key, name, xs):
         key, p = _with_params(key, self.params[name] if name is not None else {})
-        (out, norm), vjp = _fwd_kernel(key, p, tuple(x.a for x in xs))
+        arrays = tuple(x.a for x in xs)
+        fwd, bwd, _ = _kernel(key, p, arrays)
+        (out, norm), vjp = fwd(p, arrays)
         v = _V(out, self.tape.new_value())
         if len(key) > 2:
             self.tape.norms.append(norm)
         if self.record:
-            self.tape.entries.append(_Entry(vjp, tuple(x.i for x in xs), v.i, name, len(key) > 2))
+            self.tape.entries.append(_Entry(vjp, tuple(x.i for x in xs), v.i, name, len(key) > 2, bwd))
         return v
 
     def apply(self, name, spec: OpSpec, x):
@@ -150,11 +153,7 @@ class _AbstractOps(Ops):
 
     def _call(self, key, name, xs):
         key, p = _with_params(key, self.params[name] if name is not None else {})
-        lowered = _fwd_kernel.lower(key, p, tuple(xs))
-        lowered.compile()
-        (out, norm), vjp = lowered.out_info
-        _bwd_kernel.lower(vjp, (out, norm)).compile()
-        return out
+        return _kernel(key, p, tuple(xs))[2]
 
     def apply(self, name, spec, x):
         return self._call(("op", spec), name if name in self.params else None, (x,))
@@ -164,7 +163,6 @@ class _AbstractOps(Ops):
         return self._call(("head", spec), name, xs)
 
     def add(self, a, b):
-        _accumulate.lower(a, b).compile()           # fan-out cotangents are summed at this shape
         return self._call(("add",), None, (a, b))
 
     def concat(self, xs):
@@ -172,6 +170,34 @@ class _AbstractOps(Ops):
 
     def zeros_like(self, x):
         return self._call(("zeros",), None, (x,))
+
+
+_COMPILED: Dict[Any, Any] = {}      # kernel signature -> (fwd, bwd) compiled programs, abstract output
+
+
+def _kernel(key, p, xs):
+    """The compiled forward and backward programs of one op at these shapes.
+
+    Programs are compiled ahead of time (`lower().compile()`) and called directly: a jit
+    call would trace the op again before finding the program in XLA's cache, and tracing
+    is what costs time (and holds the GIL) when a precompile thread runs alongside.
+    """
+    sig = (key, signature((p, xs)))
+    e = _COMPILED.get(sig)
+    if e is None:
+        lowered = _fwd_kernel.lower(key, p, xs)
+        fwd = lowered.compile()
+        (out, norm), vjp = lowered.out_info
+        bwd = _bwd_kernel.lower(vjp, (out, norm)).compile()
+        _accumulate.lower(out, out).compile()      # a value with several consumers sums cotangents
+        e = _COMPILED[sig] = (fwd, bwd, out)
+    return e
+
+
+def signature(tree) -> Tuple:
+    """Hashable (structure, shapes, dtypes) of a pytree of arrays or ShapeDtypeStructs."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
 
 
 def _with_params(key, p):
@@ -197,22 +223,24 @@ class Executor:
         grads, g_images = ex.backward(tape, g_logits)         # same structure as params
     """
 
-    # Every XLA:CPU executable maps its own code pages; a few thousand exhaust the default
-    # vm.max_map_count (65530) and LLVM fails with "Cannot allocate memory". Past this many
-    # cached kernels the caches are dropped (a persistent compilation cache makes the
-    # recompiles cheap).
-    max_kernels = 1500
-
-    @staticmethod
-    def n_kernels() -> int:
-        return _fwd_kernel._cache_size() + _bwd_kernel._cache_size()
+    # Every XLA:CPU executable maps its code in its own pages (at least ~12 mappings, more
+    # for larger kernels); a few thousand kernels exhaust the default vm.max_map_count
+    # (65530) and LLVM aborts the process ("Cannot allocate memory"). Past `max_maps`
+    # mappings all jit caches are dropped; recompiles are cheap with a persistent cache.
+    max_maps = 40_000
 
     def maybe_evict(self) -> bool:
-        """Clears the kernel caches if they hold more than `max_kernels` programs."""
-        if self.n_kernels() <= self.max_kernels:
+        """Clears jax's compilation caches when the process holds more than `max_maps`
+        memory mappings (Linux; elsewhere never)."""
+        try:
+            with open("/proc/self/maps") as f:
+                n = sum(1 for _ in f)
+        except OSError:
             return False
-        _fwd_kernel.clear_cache()
-        _bwd_kernel.clear_cache()
+        if n <= self.max_maps:
+            return False
+        jax.clear_caches()
+        _COMPILED.clear()
         return True
 
     def forward(self, plan: NetPlan, params: Dict[str, Any], x: jax.Array,
@@ -248,7 +276,7 @@ class Executor:
             g = cots.pop(entry.out, None)
             if g is None:
                 continue                      # the value does not reach the loss
-            gp, gxs = _bwd_kernel(entry.vjp, (g, nct if entry.raw else zero))
+            gp, gxs = entry.bwd(entry.vjp, (g, nct if entry.raw else zero))
             if entry.name is not None:
                 grads[entry.name] = gp
             for i, gx in zip(entry.ins, gxs):

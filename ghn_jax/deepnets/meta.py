@@ -23,7 +23,7 @@ import numpy as np
 from jax import lax
 
 from ghn_jax import tree_paths
-from ghn_jax.deepnets.executor import Executor, Raw, cross_entropy_and_grad
+from ghn_jax.deepnets.executor import Executor, Raw, cross_entropy_and_grad, signature
 from ghn_jax.deepnets.network import NetPlan
 from ghn_jax.ghn import assign
 from ghn_jax.ghn.model import GHN3
@@ -31,6 +31,9 @@ from ghn_jax.ghn.shape_encoder import shape_indices
 from ghn_jax.graph import ArchGraph
 from ghn_jax.graph.batch import bucket_size, pad_graphs
 from ghn_jax.export.torch_params import _KERNEL_TO_FLAX
+
+
+_PRECOMPILED: Dict[Any, Any] = {}   # signature -> abstract outputs (see MetaStep.precompile)
 
 
 @dataclasses.dataclass
@@ -247,10 +250,25 @@ class MetaStep:
         """Per net {module name: Raw(builder, blocks)} (parameters are built inside the op
         kernels), plus what `backward` needs."""
         inputs, jobs = prepared if prepared is not None else self._inputs(graphs)
-        outs, ghn_vjp = _ghn_fwd(self.module, ghn_params, *inputs)
+        fwd, bwd, _ = self._ghn_programs(ghn_params, inputs)
+        outs, ghn_vjp = fwd(ghn_params, *inputs)
         srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
         blocks = [_take(srcs[j.src], np.int32(j.start), j.n, j.src != "pix") for j in jobs]
-        return self._raw(jobs, blocks, len(graphs)), (outs, ghn_vjp, jobs)
+        return self._raw(jobs, blocks, len(graphs)), (outs, ghn_vjp, jobs, bwd)
+
+    def _ghn_programs(self, ghn_params, inputs):
+        """Compiled GHN forward / backward for these padded shapes (compiled once, called
+        directly: a jit call would re-trace the whole GHN first)."""
+        sig = ("ghn", self.module, signature((ghn_params, inputs)))
+        e = _PRECOMPILED.get(sig)
+        if e is None:
+            lowered = _ghn_fwd.lower(self.module, _abstract(ghn_params), *inputs)
+            fwd = lowered.compile()
+            outs, ghn_vjp = lowered.out_info
+            bwd = _ghn_bwd.lower(ghn_vjp, outs).compile()
+            _zeros.lower(outs).compile()
+            e = _PRECOMPILED[sig] = (fwd, bwd, outs)
+        return e
 
     @staticmethod
     def _raw(jobs, blocks, n_nets):
@@ -277,31 +295,34 @@ class MetaStep:
         kernels compiled, and compilation overlaps compute (docs/deepnets.md, "Executor").
         """
         inputs, jobs = prepared
-        lowered = _ghn_fwd.lower(self.module, _abstract(ghn_params), *inputs)
-        lowered.compile()
-        outs, ghn_vjp = lowered.out_info
-        _ghn_bwd.lower(ghn_vjp, outs).compile()
-        _zeros.lower(outs).compile()
+        outs = self._ghn_programs(ghn_params, inputs)[2]
         srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
         start = np.int32(0)
         blocks = []
         for job in jobs:
-            lo = _take.lower(srcs[job.src], start, job.n, job.src != "pix")
-            lo.compile()
-            blocks.append(lo.out_info)
-            _put.lower(srcs[job.src], start, lo.out_info).compile()
+            sig = ("take", job.n, job.src != "pix", signature(srcs[job.src]))
+            if sig not in _PRECOMPILED:
+                lo = _take.lower(srcs[job.src], start, job.n, job.src != "pix")
+                lo.compile()
+                _put.lower(srcs[job.src], start, lo.out_info).compile()
+                _PRECOMPILED[sig] = lo.out_info
+            blocks.append(_PRECOMPILED[sig])
         raw, _ = self._raw(jobs, blocks, len(nets))
         x = _abstract(images)
         key = None if dropout_key is None else _abstract(jax.random.fold_in(dropout_key, 0))
         for net, r in zip(nets, raw):
             logits = self.executor.precompile(net.plan, r, x, key)
-        cross_entropy_and_grad.lower(logits, _abstract(labels), label_smoothing=self.label_smoothing).compile()
-        _scale.lower(logits, jax.ShapeDtypeStruct((), jnp.float32)).compile()
+        sig = ("ce", signature((logits, labels)), self.label_smoothing)
+        if sig not in _PRECOMPILED:
+            cross_entropy_and_grad.lower(logits, _abstract(labels), label_smoothing=self.label_smoothing).compile()
+            _scale.lower(logits, jax.ShapeDtypeStruct((), jnp.float32)).compile()
+            _PRECOMPILED[sig] = True
 
     def __call__(self, ghn_params, nets: Sequence[MetaNet], images, labels, dropout_key=None, prepared=None):
         """{'loss', 'ce' (per net), 'reg', 'grads'} for one meta-batch on one image batch."""
         m = len(nets)
-        self.executor.maybe_evict()
+        if self.executor.maybe_evict():
+            _PRECOMPILED.clear()
         (raw, order), saved = self.predict(ghn_params, [n.graph for n in nets], prepared)
         ces, norms, block_cts = [], [], {}
         for i, net in enumerate(nets):
@@ -321,12 +342,12 @@ class MetaStep:
 
     def backward(self, saved, block_cts: Dict[int, Any]):
         """GHN parameter gradients from the cotangents of the raw blocks (by job index)."""
-        outs, ghn_vjp, jobs = saved
+        outs, ghn_vjp, jobs, bwd = saved
         cts = dict(zip(("pix", "rows", "cw", "cb"), _zeros(outs)))
         for k, job in enumerate(jobs):
             if k in block_cts:
                 cts[job.src] = _put(cts[job.src], np.int32(job.start), block_cts[k])
-        return _ghn_bwd(ghn_vjp, tuple(cts[k] for k in ("pix", "rows", "cw", "cb")))
+        return bwd(ghn_vjp, tuple(cts[k] for k in ("pix", "rows", "cw", "cb")))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,3 +83,23 @@ def test_loss_and_ghn_gradients_equal_one_monolithic_grad(setup):
         diff = np.sqrt(sum(float(jnp.sum((a[k] - b[k]) ** 2)) for k in b))
         # the classifier runs in float32 (as the reference's), the rest in float64
         assert diff <= 1e-6 * total, diff / total
+
+
+def test_precompile_leaves_nothing_to_compile(setup):
+    """After MetaStep.precompile (shapes only), the step itself compiles nothing."""
+    from ghn_jax.deepnets import CompileCounter
+    _, _, module, params = setup
+    specs = [s.with_(C=24) for s in _specs()]          # shapes no other test compiled
+    nets = [MetaNet(net_plan(s, False), arch_graph(s, False)) for s in specs]
+    step = MetaStep(module)
+    x, y = jnp.ones((2, 32, 32, 3)), jnp.array([0, 1], jnp.int32)
+    prepared = step.prepare([n.graph for n in nets])
+    step.precompile(params, nets, prepared, jax.ShapeDtypeStruct(x.shape, x.dtype),
+                    jax.ShapeDtypeStruct(y.shape, y.dtype), jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(3)
+    counter = CompileCounter()
+    with counter:
+        out = step(params, nets, x, y, dropout_key=key, prepared=prepared)
+        jax.block_until_ready(out["grads"])
+    assert counter.count == 0, counter.count
+    assert np.isfinite(out["loss"])
