@@ -112,7 +112,32 @@ class _V:
         self.a, self.i = a, i
 
 
-class _TapeOps(Ops):
+class _KernelOps(Ops):
+    """Every plan step is one kernel call `_call(kernel key, param module name, inputs)`."""
+    params: Dict[str, Any]
+    dropout_key: Any
+
+    def key_value(self):
+        return self.dropout_key
+
+    def apply(self, name, spec: OpSpec, x):
+        return self._call(("op", spec), name if name in self.params else None, (x,))
+
+    def head(self, name, spec, x):
+        xs = (x,) if self.dropout_key is None else (x, self.key_value())
+        return self._call(("head", spec), name, xs)
+
+    def add(self, a, b):
+        return self._call(("add",), None, (a, b))
+
+    def concat(self, xs):
+        return self._call(("concat",), None, tuple(xs))
+
+    def zeros_like(self, x):
+        return self._call(("zeros",), None, (x,))
+
+
+class _TapeOps(_KernelOps):
     def __init__(self, params: Dict[str, Any], tape: Tape, dropout_key, record: bool):
         self.params, self.tape, self.dropout_key, self.record = params, tape, dropout_key, record
 
@@ -128,24 +153,11 @@ class _TapeOps(Ops):
             self.tape.entries.append(_Entry(vjp, tuple(x.i for x in xs), v.i, name, len(key) > 2, bwd))
         return v
 
-    def apply(self, name, spec: OpSpec, x):
-        return self._call(("op", spec), name if name in self.params else None, (x,))
-
-    def head(self, name, spec, x):
-        xs = (x,) if self.dropout_key is None else (x, _V(self.dropout_key, -1))
-        return self._call(("head", spec), name, xs)
-
-    def add(self, a, b):
-        return self._call(("add",), None, (a, b))
-
-    def concat(self, xs):
-        return self._call(("concat",), None, tuple(xs))
-
-    def zeros_like(self, x):
-        return self._call(("zeros",), None, (x,))
+    def key_value(self):
+        return _V(self.dropout_key, -1)           # rng keys get no cotangent (id < 0)
 
 
-class _AbstractOps(Ops):
+class _AbstractOps(_KernelOps):
     """Walks a plan on shapes only, compiling every kernel it meets (forward and backward)."""
 
     def __init__(self, params, dropout_key):
@@ -154,22 +166,6 @@ class _AbstractOps(Ops):
     def _call(self, key, name, xs):
         key, p = _with_params(key, self.params[name] if name is not None else {})
         return _kernel(key, p, tuple(xs))[2]
-
-    def apply(self, name, spec, x):
-        return self._call(("op", spec), name if name in self.params else None, (x,))
-
-    def head(self, name, spec, x):
-        xs = (x,) if self.dropout_key is None else (x, self.dropout_key)
-        return self._call(("head", spec), name, xs)
-
-    def add(self, a, b):
-        return self._call(("add",), None, (a, b))
-
-    def concat(self, xs):
-        return self._call(("concat",), None, tuple(xs))
-
-    def zeros_like(self, x):
-        return self._call(("zeros",), None, (x,))
 
 
 _COMPILED: Dict[Any, Any] = {}      # kernel signature -> (fwd, bwd) compiled programs, abstract output
