@@ -203,10 +203,11 @@ def _with_params(key, p):
     return key, p
 
 
-def _abstract(tree):
+def abstract(tree):
+    """ShapeDtypeStructs of a pytree of arrays (Raw parameters keep their builder)."""
     def leaf(a):
         if isinstance(a, Raw):
-            return Raw(a.builder, _abstract(a.blocks))
+            return Raw(a.builder, abstract(a.blocks))
         return jax.ShapeDtypeStruct(a.shape, a.dtype)
     return jax.tree_util.tree_map(leaf, tree, is_leaf=lambda a: isinstance(a, Raw))
 
@@ -256,8 +257,8 @@ class Executor:
         Safe to call from a background thread one step ahead: jit's caches are shared, so
         compilation overlaps the current step's compute instead of stalling the next one.
         """
-        key = None if dropout_key is None else _abstract(dropout_key)
-        return run_plan(plan, _abstract(x), _AbstractOps(_abstract(params), key))
+        key = None if dropout_key is None else abstract(dropout_key)
+        return run_plan(plan, abstract(x), _AbstractOps(abstract(params), key))
 
     def backward(self, tape: Tape, g_out: jax.Array, norm_ct: float = 0.0):
         """(grads {module name: subtree, or tuple of raw block cotangents}, image cotangent).

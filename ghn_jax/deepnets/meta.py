@@ -23,14 +23,14 @@ import numpy as np
 from jax import lax
 
 from ghn_jax import tree_paths
-from ghn_jax.deepnets.executor import Executor, Raw, cross_entropy_and_grad, signature
+from ghn_jax.errors import GhnError
+from ghn_jax.deepnets.executor import Executor, Raw, abstract as _abstract, cross_entropy_and_grad, signature
 from ghn_jax.deepnets.network import NetPlan
 from ghn_jax.ghn import assign
 from ghn_jax.ghn.model import GHN3
 from ghn_jax.ghn.shape_encoder import shape_indices
 from ghn_jax.graph import ArchGraph
-from ghn_jax.graph.batch import bucket_size, pad_graphs
-from ghn_jax.export.torch_params import _KERNEL_TO_FLAX
+from ghn_jax.graph.batch import bucket_size, pad_graphs, pad_ints, pow2
 
 
 _PRECOMPILED: Dict[Any, Any] = {}   # signature -> abstract outputs (see MetaStep.precompile)
@@ -41,10 +41,6 @@ class MetaNet:
     """One architecture of a meta-batch: its op plan, its graph and its abstract params."""
     plan: NetPlan
     graph: ArchGraph
-
-
-def _pow2(n: int) -> int:
-    return 1 << max(0, int(n - 1).bit_length())
 
 
 def _ghn_program(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes, slot, r, c, one_d, last_w, last_b):
@@ -88,21 +84,8 @@ class _Assign:
     bias_leaf: Tuple[int, ...] = ()  # 1-D norm nodes: also the bias from row 1
 
 
-def _periodic(x, shape):
-    x = x[tuple(slice(0, min(b, s)) for b, s in zip(x.shape, shape))]
-    reps = tuple(-(-s // b) for b, s in zip(x.shape, shape))
-    if any(r > 1 for r in reps):
-        x = jnp.tile(x, reps)[tuple(slice(0, s) for s in shape)]
-    return x
-
-
 def _to_leaf(a: _Assign, v):
-    """Normalised torch-layout block -> Flax leaf (tiled in the leaf's layout)."""
-    if a.is_kernel and len(a.leaf) == len(a.target) and v.ndim in _KERNEL_TO_FLAX:
-        return _periodic(jnp.transpose(v, _KERNEL_TO_FLAX[v.ndim]), a.leaf)
-    if a.is_kernel:
-        return _periodic(v, a.target).T.reshape(a.leaf)
-    return _periodic(v, a.leaf)
+    return assign.to_leaf(v, a.target, a.leaf, a.is_kernel, xp=jnp)
 
 
 def _assign_fn(a: _Assign, block):
@@ -130,7 +113,7 @@ def _assign_fn(a: _Assign, block):
     else:
         leaves = (_to_leaf(a, assign.normalise(block[a.row][: t[0]], t, norm_weight=a.norm_weight, xp=jnp)),)
         if a.bias_leaf:
-            leaves += (_periodic(assign.normalise(block[1][: t[0]], t, xp=jnp), a.bias_leaf),)
+            leaves += (assign.periodic(assign.normalise(block[1][: t[0]], t, xp=jnp), a.bias_leaf, jnp),)
     norm = sum(jnp.sqrt(jnp.sum(jnp.square(l))) for l in leaves)
     return leaves, norm
 
@@ -155,10 +138,6 @@ def _zeros(tree):
 @jax.jit
 def _scale(g, s):
     return g * s
-
-
-def _abstract(tree):
-    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
 
 
 # ------------------------------------------------------------------------------------------
@@ -188,7 +167,8 @@ class MetaStep:
         batch = pad_graphs(graphs)
         m = batch.num_nodes
         si = shape_indices(batch.node_types, batch.shapes, self.module.num_classes, s)
-        conv_nodes, slot, rr, cc, one_d, jobs = [], [], [], [], [], []
+        conv_nodes, pixels, one_d, jobs = [], [], [], []     # pixels: (slot, row, col) arrays per conv node
+        n_pix = 0
         last_w, last_b = [], []
         for gi, g in enumerate(graphs):
             base = gi * m
@@ -201,14 +181,11 @@ class MetaStep:
                 if t.kind == "conv":
                     (r0, r1), (c0, c1) = t.window
                     hw = (r1 - r0, c1 - c0)
-                    start = len(slot)
-                    conv_slot = len(conv_nodes)
+                    start = n_pix
+                    rows, cols = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
+                    pixels.append((np.full(rows.size, len(conv_nodes)), rows.ravel(), cols.ravel()))
+                    n_pix += rows.size
                     conv_nodes.append(base + t.node)
-                    for y in range(r0, r1):
-                        for x in range(c0, c1):
-                            slot.append(conv_slot)
-                            rr.append(y)
-                            cc.append(x)
                     keep = (min(t.key_out, t.target[0]), min(t.key_in, t.target[1]))
                     a = _Assign("conv", t.target, leaf, is_kernel, hw, keep, s)
                     jobs.append(_Job(a, "pix", start, hw[0] * hw[1], (_param_path(name),), gi))
@@ -229,14 +206,15 @@ class MetaStep:
                                      tuple(_param_path(p) for p in (name,) + tuple(extras)), gi))
                     one_d.append(base + t.node)
             if g.not_predicted:
-                raise ValueError(f"{g.name}: parameters without a GHN node: {g.not_predicted}")
+                raise GhnError(f"{g.name}: parameters without a GHN node cannot be trained through the "
+                               f"GHN: {g.not_predicted}")
         if len(last_w) != len(graphs) or len(last_b) != len(graphs):
-            raise ValueError("every network needs a classifier weight and bias node")
-        n_pix = bucket_size(max(1, len(slot)))
-        pad = lambda v, n: np.asarray(list(v) + [0] * (n - len(v)), np.int32)
+            raise GhnError("every network of a meta-batch needs a classifier weight and bias node")
+        size = bucket_size(max(1, n_pix))
+        slot, rr, cc = (pad_ints(np.concatenate([p[k] for p in pixels]) if pixels else [], size) for k in range(3))
         inputs = (batch.node_types, si, batch.spd.astype(np.int32), batch.mask,
-                  pad(conv_nodes, _pow2(max(1, len(conv_nodes)))), pad(slot, n_pix), pad(rr, n_pix),
-                  pad(cc, n_pix), pad(one_d, _pow2(max(1, len(one_d)))), np.asarray(last_w, np.int32),
+                  pad_ints(conv_nodes, pow2(max(1, len(conv_nodes)))), slot, rr, cc,
+                  pad_ints(one_d, pow2(max(1, len(one_d)))), np.asarray(last_w, np.int32),
                   np.asarray(last_b, np.int32))
         return inputs, jobs
 
@@ -335,8 +313,9 @@ class MetaStep:
             for module, cts in grads.items():
                 block_cts.update(zip(order[i][module], cts))
         ghn_grads = self.backward(saved, block_cts)
+        ces, norms = jax.device_get((ces, norms))          # one transfer, after all nets ran
         ces = [float(c) for c in ces]
-        reg = self.lam * float(sum(float(v) for v in norms))
+        reg = self.lam * float(np.sum(norms))
         loss = (sum(ces) + reg) / m
         return {"loss": loss, "ce": ces, "reg": reg, "grads": ghn_grads}
 

@@ -187,7 +187,8 @@ def run_plan(plan: NetPlan, x, ops: Ops):
     for cell in plan.cells:
         s0, s1 = s1, run_cell(cell, s0, s1, ops)
     if s1 is None:
-        raise ValueError("the network has an invalid configuration: its output is None")
+        raise GhnError("the network has an invalid configuration: its output is None (every state of a "
+                       "cell comes from `none` ops); such genotypes are rejected by the sampler")
     return ops.head("classifier", plan.head, s1)
 
 

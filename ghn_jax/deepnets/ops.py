@@ -11,16 +11,14 @@ parameter names. Batch norms always use batch statistics: the reference trains G
 parameters the same way (§4.7).
 """
 import dataclasses
-import functools
-from typing import Optional, Tuple
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from ghn_jax.zoo.layers import Conv2d, Linear, LayerNorm, avg_pool2d, max_pool2d
-
-gelu = functools.partial(jax.nn.gelu, approximate=False)
+from ghn_jax.errors import GhnError
+from ghn_jax.zoo.layers import Conv2d, Linear, LayerNorm, avg_pool2d, gelu, max_pool2d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,7 +309,5 @@ def cell_op(kind: str, ks: int, c_in: int, c_out: int, stride: int, norm: bool) 
         return OpSpec(kind, c_in, c_in, 0, stride)
     if kind in ("conv", "conv2", "sep_conv", "dil_conv"):
         return OpSpec(kind, c_in, c_out, ks, stride, norm)
-    raise ValueError(f"unknown DeepNets op '{kind}'")
-
-
-NORM_TYPES: Tuple[type, ...] = (BatchNormB,)
+    raise GhnError(f"unknown DeepNets op '{kind}' (known: none, skip_connect, avg_pool, max_pool, conv, "
+                   f"conv2, sep_conv, dil_conv, msa, cse)")

@@ -9,6 +9,8 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from ghn_jax.export.torch_params import _KERNEL_TO_FLAX
+
 Shape = Tuple[int, ...]
 
 
@@ -86,17 +88,31 @@ def plan(graph, max_shape: Sequence[int], centre: bool = True) -> List[NodeTask]
 # Tiling and normalisation (torch layout). numpy at inference; `xp=jnp` where gradients flow.
 # ------------------------------------------------------------------------------------------
 
-def periodic(block: np.ndarray, shape: Shape) -> np.ndarray:
+def periodic(block, shape: Shape, xp=np):
     """Slices `block` to `shape` where it is larger and repeats it periodically where it is
     smaller (W[o, i] = w[o mod a, i mod b]): the reference's tiling, in one pass."""
     block = block[tuple(slice(0, min(b, s)) for b, s in zip(block.shape, shape))]
     reps = tuple(-(-s // b) for b, s in zip(block.shape, shape))
     if all(r == 1 for r in reps):
-        return np.ascontiguousarray(block)
-    out = np.tile(block, reps)
+        return np.ascontiguousarray(block) if xp is np else block
+    out = xp.tile(block, reps)
     if out.shape != tuple(shape):
-        out = np.ascontiguousarray(out[tuple(slice(0, s) for s in shape)])
+        out = out[tuple(slice(0, s) for s in shape)]
+        out = np.ascontiguousarray(out) if xp is np else out
     return out
+
+
+def to_leaf(block, target: Shape, leaf_shape: Shape, is_kernel: bool, xp=np):
+    """A normalised torch-layout block -> a Flax leaf of `leaf_shape`, tiled in the leaf's layout.
+
+    Conv / Dense kernels are transposed to Flax's layout first; a DenseGeneral kernel (more
+    axes than its torch weight) is tiled in torch layout, transposed and reshaped.
+    """
+    if is_kernel and len(leaf_shape) == len(target) and block.ndim in _KERNEL_TO_FLAX:
+        return periodic(xp.transpose(block, _KERNEL_TO_FLAX[block.ndim]), leaf_shape, xp)
+    if is_kernel:
+        return periodic(block, target, xp).T.reshape(leaf_shape)
+    return periodic(block, leaf_shape, xp)
 
 
 def tile_pos(pred, t: Shape, cls_row, xp=np):
@@ -109,7 +125,7 @@ def tile_pos(pred, t: Shape, cls_row, xp=np):
     tok = xp.transpose(pred.reshape(pred.shape[0], c, s1 * s2), (0, 2, 1))   # (1, s*s, C')
     tok = tok[: min(t[0], tok.shape[0]), : min(t[1], tok.shape[1]), : min(t[2], tok.shape[2])]
     w = xp.concatenate([cls_row[:, :, : tok.shape[2]].astype(tok.dtype), tok], axis=1)
-    return periodic(w, t)
+    return periodic(w, t, xp)
 
 
 def normalise(p, t: Shape, norm_weight: bool = False, xp=np):

@@ -25,9 +25,8 @@ from ghn_jax.ghn.checkpoint import GHNConfig, ghn_module
 from ghn_jax.ghn.model import GHN3
 from ghn_jax.ghn.shape_encoder import shape_indices
 from ghn_jax.graph import ArchGraph, build_graph
-from ghn_jax.graph.batch import bucket_size, pad_graphs
+from ghn_jax.graph.batch import bucket_size, pad_graphs, pad_ints, pow2
 from ghn_jax.graph.tracer import zero_initialisers
-from ghn_jax.export.torch_params import _KERNEL_TO_FLAX
 
 
 @dataclasses.dataclass
@@ -37,10 +36,6 @@ class PredictionReport:
     not_predicted: List[str]           # Flax param paths left at the model's init
     total_norm: float                  # L2 norm over all predicted tensors
     seconds: Dict[str, float]
-
-
-def _pow2(n: int) -> int:
-    return 1 << max(0, int(n - 1).bit_length())
 
 
 class _LazyKey:
@@ -56,12 +51,6 @@ class _LazyKey:
         if k._key is None:
             k._key = jax.random.PRNGKey(k.rng) if isinstance(k.rng, int) else k.rng
         return k._key
-
-
-def _pad(values: Sequence[int], size: int) -> np.ndarray:
-    out = np.zeros(size, np.int32)
-    out[: len(values)] = values
-    return out
 
 
 def _forward(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes, slot, r, c, one_d, last_w, last_b,
@@ -111,8 +100,8 @@ class GHN:
         conv = [(j, t) for j, t in enumerate(tasks) if t.kind == "conv"]
         groups: Dict[Tuple[int, int], List] = {}
         for slot, (j, t) in enumerate(conv):
-            a = min(_pow2(min(t.key_out, t.target[0])), co)
-            b = min(_pow2(min(t.key_in, t.target[1])), ci)
+            a = min(pow2(min(t.key_out, t.target[0])), co)
+            b = min(pow2(min(t.key_in, t.target[1])), ci)
             if a * b * 8 > co * ci:
                 a, b = co, ci        # slicing a large block of the weight costs more than it saves
             groups.setdefault((a, b), []).append((slot, j, t))
@@ -134,7 +123,7 @@ class GHN:
             c_a += [0] * (pad - count)
             blocks.append((a, b))
             sizes.append(pad)
-        conv_nodes = _pad([t.node for _, t in conv], _pow2(max(1, len(conv))))
+        conv_nodes = pad_ints([t.node for _, t in conv], pow2(max(1, len(conv))))
         one_d = [t.node for t in tasks if t.kind == "1d"]
         n = graph.n_nodes
         # Flax checks every parameter's shape by tracing its initialiser (only at trace
@@ -142,7 +131,7 @@ class GHN:
         with zero_initialisers():
             out = self._forward(self.params, batch.node_types, si, batch.spd.astype(np.int32), batch.mask,
                                 conv_nodes, np.asarray(slot_a, np.int32), np.asarray(r_a, np.int32),
-                                np.asarray(c_a, np.int32), _pad(one_d, _pow2(max(1, len(one_d)))),
+                                np.asarray(c_a, np.int32), pad_ints(one_d, pow2(max(1, len(one_d)))),
                                 np.int32(n - 2), np.int32(n - 1), group_sizes=tuple(sizes),
                                 blocks=tuple(blocks))
         x, pix, rows, cw, cb = jax.device_get(out)
@@ -273,14 +262,7 @@ class GHN:
 def to_flax_layout(block: np.ndarray, target: Tuple[int, ...], leaf, path: str) -> np.ndarray:
     """A normalised torch-layout block -> the Flax variable, tiled in place in its layout."""
     shape = tuple(leaf.shape)
-    if path.endswith("/kernel"):
-        if len(shape) == len(target) and block.ndim in _KERNEL_TO_FLAX:
-            perm = _KERNEL_TO_FLAX[block.ndim]
-            out = assign.periodic(np.transpose(block, perm), shape)
-        else:                       # DenseGeneral: torch (out, in) -> (in..., out...)
-            out = np.ascontiguousarray(assign.periodic(block, target).T).reshape(shape)
-    else:
-        out = assign.periodic(block, shape)
+    out = assign.to_leaf(block, target, shape, path.endswith("/kernel"))
     if out.shape != shape:
         raise GhnError(f"predicted '{path}' has shape {out.shape}, the model needs {shape}")
     return out.astype(leaf.dtype, copy=False)

@@ -21,6 +21,18 @@ def bucket_size(n: int) -> int:
     return int(np.ceil(n / 1024) * 1024)
 
 
+def pow2(n: int) -> int:
+    """Smallest power of two >= n (>= 1): the bucket of small per-graph index lists."""
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def pad_ints(values: Sequence[int], size: int) -> np.ndarray:
+    """(size,) int32: values, then zeros (padding entries index a real row, and are ignored)."""
+    out = np.zeros(size, np.int32)
+    out[: len(values)] = values
+    return out
+
+
 @dataclasses.dataclass
 class PaddedGraphs:
     """B graphs padded to M nodes (dense form consumed by the GHN-3 Graphormer)."""

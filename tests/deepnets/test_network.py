@@ -1,5 +1,6 @@
 """The Flax DeepNets Network: parameter counts and graphs against the reference generator."""
 import collections
+import dataclasses
 import json
 import os
 
@@ -100,3 +101,16 @@ def test_vit_predefined_runs():
     spec = sample("predefined", 1)
     logits = Network(spec, imagenet=False).init_with_output(jax.random.PRNGKey(0), jnp.ones((2, 32, 32, 3)))[0]
     assert logits.shape == (2, spec.num_classes)
+
+
+def test_bad_genotypes_are_clear_errors():
+    base = sample("train", 5)
+    g = base.genotype
+    unknown = dataclasses.replace(g, normal=(("foo_3x3", 0),) + tuple(g.normal[1:]))
+    with pytest.raises(GhnError, match="unknown DeepNets op 'foo'"):
+        net_plan(base.with_(genotype=unknown))
+    dead = dataclasses.replace(g, normal=(("none", 0), ("none", 1)), normal_concat=(2,),
+                               reduce=(("none", 0), ("none", 1)), reduce_concat=(2,))
+    with pytest.raises(GhnError, match="output is None"):
+        Network(base.with_(genotype=dead, preproc=True), imagenet=False).init(
+            jax.random.PRNGKey(0), jnp.ones((1, 32, 32, 3)))
