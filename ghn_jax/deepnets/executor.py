@@ -60,23 +60,91 @@ def _apply(key: Tuple, p, xs):
 
 # Kernels are small: on CPU their time is in library convolutions and matmuls, while
 # XLA's backend optimisation roughly doubles their compile time (docs/deepnets.md).
-_OPTS = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+# (Decided at first compile, not import: importing must not start jax's backend, which
+# jax.distributed.initialize needs to do itself.)
+@functools.lru_cache(None)
+def _kernel_options():
+    return {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
 
 
-@functools.partial(jax.jit, static_argnums=0, compiler_options=_OPTS)
-def _fwd_kernel(key, p, xs):
-    """(output, vjp closure) of one op; the closure is a pytree (residuals + a static jaxpr)."""
-    return jax.vjp(functools.partial(_apply, key), p, xs)
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _fwd_kernel(key, out_sharding, p, xs):
+    """(output, vjp closure) of one op; the closure is a pytree (residuals + a static jaxpr).
+
+    out_sharding: None (one device) or where the activation must live (batch-sharded,
+    see `batch_sharding`), so that every kernel sees its inputs where it was compiled for.
+    """
+    (y, norm), vjp = jax.vjp(functools.partial(_apply, key), p, xs)
+    if out_sharding is not None:
+        y = jax.lax.with_sharding_constraint(y, out_sharding)
+    return (y, norm), vjp
 
 
-@functools.partial(jax.jit, compiler_options=_OPTS)
-def _bwd_kernel(vjp, g):
-    return vjp(g)
+@functools.partial(jax.jit, static_argnums=0)
+def _bwd_kernel(in_shardings, vjp, g):
+    """Cotangents of (params, inputs), placed like the primals (in_shardings: a flat tuple
+    over their leaves, or None on one device)."""
+    cts = vjp(g)
+    return constrain_like(cts, in_shardings)
 
 
 @jax.jit
 def _accumulate(a, b):
     return a + b
+
+
+# ------------------------------------------------------------------------------------------
+# Placement: kernels are compiled for the shardings of their inputs (docs/training.md)
+# ------------------------------------------------------------------------------------------
+
+def placement(a):
+    """The sharding an array (or ShapeDtypeStruct) is compiled for; None means the default
+    device, so that single-device programs and signatures are the same with or without a mesh."""
+    s = getattr(a, "sharding", None)
+    if s is None:
+        return None
+    if isinstance(s, jax.sharding.SingleDeviceSharding) and s._device == jax.devices()[0]:
+        return None
+    return s
+
+
+def batch_sharding(x):
+    """Activations stay sharded along their batch axis like the images they come from."""
+    s = placement(x)
+    if not isinstance(s, jax.sharding.NamedSharding):
+        return None
+    spec = tuple(s.spec)
+    return jax.sharding.NamedSharding(s.mesh, jax.sharding.PartitionSpec(spec[0] if spec else None))
+
+
+def shardings_of(tree) -> Optional[Tuple]:
+    """Flat tuple of the leaves' placements, or None when everything is on the default device."""
+    flat = tuple(placement(a) for a in jax.tree_util.tree_leaves(tree))
+    return None if all(s is None for s in flat) else flat
+
+
+def constrain_like(tree, flat_shardings):
+    if flat_shardings is None:
+        return tree
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    leaves = [a if s is None else jax.lax.with_sharding_constraint(a, s) for a, s in zip(leaves, flat_shardings)]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def compile_abstract(jitted, *args, compiler_options=None, **kwargs):
+    """(compiled program, abstract outputs carrying the shardings it produces)."""
+    lowered = jitted.lower(*args, **kwargs)
+    compiled = lowered.compile(compiler_options)
+    out = jax.tree_util.tree_map(
+        lambda i, s: jax.ShapeDtypeStruct(i.shape, i.dtype, sharding=_default_none(s)),
+        lowered.out_info, compiled.output_shardings)
+    return compiled, out
+
+
+def _default_none(s):
+    if isinstance(s, jax.sharding.SingleDeviceSharding) and s._device == jax.devices()[0]:
+        return None
+    return s
 
 
 @dataclasses.dataclass
@@ -181,11 +249,12 @@ def _kernel(key, p, xs):
     sig = (key, signature((p, xs)))
     e = _COMPILED.get(sig)
     if e is None:
-        lowered = _fwd_kernel.lower(key, p, xs)
-        fwd = lowered.compile()
-        (out, norm), vjp = lowered.out_info
-        bwd = _bwd_kernel.lower(vjp, (out, norm)).compile()
-        _accumulate.lower(out, out).compile()      # a value with several consumers sums cotangents
+        p, xs = abstract(p), abstract(xs)
+        opts = _kernel_options()
+        fwd, ((out, norm), vjp) = compile_abstract(_fwd_kernel, key, batch_sharding(xs[0]) if xs else None, p, xs,
+                                                   compiler_options=opts)
+        bwd, _ = compile_abstract(_bwd_kernel, shardings_of((p, xs)), vjp, (out, norm), compiler_options=opts)
+        compile_abstract(_accumulate, out, out)     # a value with several consumers sums cotangents
         e = _COMPILED[sig] = (fwd, bwd, out)
     return e
 
@@ -193,7 +262,7 @@ def _kernel(key, p, xs):
 def signature(tree) -> Tuple:
     """Hashable (structure, shapes, dtypes) of a pytree of arrays or ShapeDtypeStructs."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
-    return treedef, tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
+    return treedef, tuple((tuple(a.shape), str(a.dtype), placement(a)) for a in leaves)
 
 
 def _with_params(key, p):
@@ -208,7 +277,7 @@ def abstract(tree):
     def leaf(a):
         if isinstance(a, Raw):
             return Raw(a.builder, abstract(a.blocks))
-        return jax.ShapeDtypeStruct(a.shape, a.dtype)
+        return jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=placement(a))
     return jax.tree_util.tree_map(leaf, tree, is_leaf=lambda a: isinstance(a, Raw))
 
 

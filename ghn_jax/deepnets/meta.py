@@ -24,7 +24,8 @@ from jax import lax
 
 from ghn_jax import tree_paths
 from ghn_jax.errors import GhnError
-from ghn_jax.deepnets.executor import Executor, Raw, abstract as _abstract, cross_entropy_and_grad, signature
+from ghn_jax.deepnets.executor import (Executor, Raw, abstract as _abstract, compile_abstract, cross_entropy_and_grad,
+                                       signature)
 from ghn_jax.deepnets.network import NetPlan
 from ghn_jax.ghn import assign
 from ghn_jax.ghn.model import GHN3
@@ -157,8 +158,10 @@ class _Job:
 class MetaStep:
     """Loss and GHN gradients of one meta-batch of architectures on one image batch."""
 
-    def __init__(self, module: GHN3, label_smoothing: float = 0.1, lam: float = 3e-5):
-        self.module, self.label_smoothing, self.lam = module, label_smoothing, lam
+    def __init__(self, module: GHN3, label_smoothing: float = 0.1, lam: float = 3e-5, mesh=None):
+        """mesh: None (one device), or the jax Mesh the GHN parameters and the (batch-sharded)
+        images live on; the GHN's graph inputs are then replicated over it."""
+        self.module, self.label_smoothing, self.lam, self.mesh = module, label_smoothing, lam, mesh
         self.executor = Executor()
 
     # -- host-side planning (numpy) ------------------------------------------------------
@@ -216,6 +219,8 @@ class MetaStep:
                   pad_ints(conv_nodes, pow2(max(1, len(conv_nodes)))), slot, rr, cc,
                   pad_ints(one_d, pow2(max(1, len(one_d)))), np.asarray(last_w, np.int32),
                   np.asarray(last_b, np.int32))
+        if self.mesh is not None:
+            inputs = tuple(_replicated(a, self.mesh) for a in inputs)
         return inputs, jobs
 
     # -- the step --------------------------------------------------------------------------
@@ -240,11 +245,10 @@ class MetaStep:
         sig = ("ghn", self.module, signature((ghn_params, inputs)))
         e = _PRECOMPILED.get(sig)
         if e is None:
-            lowered = _ghn_fwd.lower(self.module, _abstract(ghn_params), *inputs)
-            fwd = lowered.compile()
-            outs, ghn_vjp = lowered.out_info
-            bwd = _ghn_bwd.lower(ghn_vjp, outs).compile()
-            _zeros.lower(outs).compile()
+            fwd, (outs, ghn_vjp) = compile_abstract(_ghn_fwd, self.module, _abstract(ghn_params),
+                                                    *_abstract(inputs))
+            bwd, _ = compile_abstract(_ghn_bwd, ghn_vjp, outs)
+            compile_abstract(_zeros, outs)
             e = _PRECOMPILED[sig] = (fwd, bwd, outs)
         return e
 
@@ -280,10 +284,9 @@ class MetaStep:
         for job in jobs:
             sig = ("take", job.n, job.src != "pix", signature(srcs[job.src]))
             if sig not in _PRECOMPILED:
-                lo = _take.lower(srcs[job.src], start, job.n, job.src != "pix")
-                lo.compile()
-                _put.lower(srcs[job.src], start, lo.out_info).compile()
-                _PRECOMPILED[sig] = lo.out_info
+                _, block = compile_abstract(_take, srcs[job.src], start, job.n, job.src != "pix")
+                compile_abstract(_put, srcs[job.src], start, block)
+                _PRECOMPILED[sig] = block
             blocks.append(_PRECOMPILED[sig])
         raw, _ = self._raw(jobs, blocks, len(nets))
         x = _abstract(images)
@@ -292,8 +295,9 @@ class MetaStep:
             logits = self.executor.precompile(net.plan, r, x, key)
         sig = ("ce", signature((logits, labels)), self.label_smoothing)
         if sig not in _PRECOMPILED:
-            cross_entropy_and_grad.lower(logits, _abstract(labels), label_smoothing=self.label_smoothing).compile()
-            _scale.lower(logits, jax.ShapeDtypeStruct((), jnp.float32)).compile()
+            _, (_, g) = compile_abstract(cross_entropy_and_grad, logits, _abstract(labels),
+                                         label_smoothing=self.label_smoothing)
+            compile_abstract(_scale, g, jax.ShapeDtypeStruct((), jnp.float32))
             _PRECOMPILED[sig] = True
 
     def __call__(self, ghn_params, nets: Sequence[MetaNet], images, labels, dropout_key=None, prepared=None):
@@ -341,6 +345,13 @@ class _Builder:
             flat.update(zip(rel, leaves))
             norm = norm + n.astype(jnp.float32)
         return tree_paths.unflatten(flat), norm
+
+
+def _replicated(a, mesh):
+    """A host value identical on every process -> a global array replicated over `mesh`."""
+    a = np.asarray(a)
+    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
 
 
 def _param_path(path: str) -> str:

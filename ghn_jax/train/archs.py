@@ -1,0 +1,58 @@
+"""The architecture stream: which DeepNets-1M networks each training step predicts (§4.3).
+
+The meta-batch of step s is a pure function of (seed, s): a restarted run sees exactly the
+architectures it would have seen, on every process, with nothing to checkpoint. Like the
+reference loader, a meta-batch whose graphs hold more than `int(2200 / 8 * max(8, m))`
+nodes is dropped (here: redrawn, so that every step trains).
+"""
+import dataclasses
+from typing import List
+
+import ml_collections
+import numpy as np
+
+from ghn_jax.deepnets import arch_graph, net_plan, sample
+from ghn_jax.deepnets.meta import MetaNet
+from ghn_jax.deepnets.sampler import NetSpec
+
+SPLIT_SIZE = 1_000_000
+
+
+def node_cap(m: int) -> int:
+    return int(2200 / 8 * max(8, m))
+
+
+def indices(cfg: ml_collections.ConfigDict, seed: int, step: int, attempt: int = 0) -> List[int]:
+    """The DeepNets indices of one meta-batch. cfg.pool > 0 cycles through the first `pool`
+    networks of a seeded permutation (a bounded architecture set, e.g. for smoke runs)."""
+    rng = np.random.default_rng([seed, step, attempt])
+    if cfg.pool:
+        base = np.random.default_rng([seed]).permutation(min(cfg.pool * 4, SPLIT_SIZE))[: cfg.pool]
+        return [int(i) for i in rng.choice(base, cfg.meta_batch, replace=cfg.meta_batch > cfg.pool)]
+    return [int(i) for i in rng.integers(0, SPLIT_SIZE, cfg.meta_batch)]
+
+
+def spec(cfg: ml_collections.ConfigDict, index: int, num_classes: int) -> NetSpec:
+    s = sample(cfg.split, index)
+    over = {"num_classes": num_classes}
+    for field in ("C", "n_cells", "fc_dim"):
+        cap = cfg.get(f"max_{field}")
+        if cap:
+            over[field] = min(getattr(s, field), cap)
+    return dataclasses.replace(s, **over)
+
+
+def meta_batch(cfg: ml_collections.ConfigDict, seed: int, step: int, num_classes: int) -> List[MetaNet]:
+    """The step's networks (op plans and graphs), obeying the node cap."""
+    imagenet = cfg.imagenet
+    for attempt in range(100):
+        specs = [spec(cfg, i, num_classes) for i in indices(cfg, seed, step, attempt)]
+        nets = [MetaNet(net_plan(s, imagenet), arch_graph(s, imagenet)) for s in specs]
+        if cfg.meta_batch == 1 or sum(n.graph.n_nodes for n in nets) <= node_cap(cfg.meta_batch):
+            return nets
+    raise RuntimeError(f"no meta-batch under the node cap at step {step}")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        split="train", meta_batch=8, imagenet=True, pool=0, max_C=0, max_n_cells=0, max_fc_dim=0))

@@ -1,0 +1,168 @@
+"""`python -m ghn_jax.train` end to end on CPU (tests/train/tiny_config.py: a tiny GHN on
+scikit-learn's digits): sharding, multi-host, exact resume, preemption, NaN steps and a
+corrupt checkpoint. Every run is a separate process, as on a real machine; they share a
+persistent compilation cache so that only the first run of each device layout compiles."""
+import hashlib
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ghn_jax import tree_paths
+from ghn_jax.ghn.hub import load_safetensors
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CONFIG = os.path.join(ROOT, "tests", "train", "tiny_config.py")
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train_shared")
+    return {"data_dir": str(d / "tfds"), "cache": str(d / "xla_cache")}
+
+
+def _cmd(workdir, shared, *overrides):
+    return [sys.executable, "-m", "ghn_jax.train", "--config", CONFIG, "--workdir", str(workdir),
+            f"--config.data.data_dir={shared['data_dir']}", f"--config.compilation_cache_dir={shared['cache']}",
+            *overrides]
+
+
+def _env(devices=1, **extra):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", **extra)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}" if devices > 1 else ""
+    return env
+
+
+def run(workdir, shared, *overrides, devices=1, timeout=600):
+    p = subprocess.run(_cmd(workdir, shared, *overrides), env=_env(devices), cwd=ROOT, capture_output=True,
+                       text=True, timeout=timeout)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def params(workdir):
+    return tree_paths.flatten(load_safetensors(os.path.join(str(workdir), "ghn.safetensors"))[1])
+
+
+def digest(workdir):
+    h = hashlib.sha256()
+    for k, v in sorted(params(workdir).items()):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(v).tobytes())
+    return h.hexdigest()
+
+
+def rel(a, b):
+    num = sum(float(np.sum((np.asarray(a[k], np.float64) - b[k]) ** 2)) for k in a)
+    den = sum(float(np.sum(np.asarray(a[k], np.float64) ** 2)) for k in a)
+    return (num / den) ** 0.5
+
+
+def checkpoint_steps(workdir):
+    d = os.path.join(str(workdir), "checkpoints")
+    return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if os.path.isdir(d) else []
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, shared):
+    """4 uninterrupted steps on one device."""
+    w = tmp_path_factory.mktemp("reference")
+    p = run(w, shared)
+    assert "done: step 4" in p.stdout
+    return w
+
+
+def test_reference_run_writes_metrics_checkpoints_and_a_loadable_ghn(reference):
+    import json
+    rows = [json.loads(l) for l in open(os.path.join(str(reference), "metrics.jsonl"))]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss"]) and r["nan_skipped"] == 0 for r in rows)
+    assert checkpoint_steps(reference) == [2, 3, 4]           # keep = 3
+    import ghn_jax
+    ghn = ghn_jax.from_pretrained(os.path.join(str(reference), "ghn.safetensors"))
+    assert ghn.config.hid == 16
+
+
+def test_eight_devices_equal_one(tmp_path, shared, reference):
+    run(tmp_path, shared, devices=8)
+    assert rel(params(reference), params(tmp_path)) <= 1e-5
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one(tmp_path, shared, reference):
+    port = _free_port()
+    procs = [subprocess.Popen(_cmd(tmp_path, shared), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=_env(1, GHN_JAX_DISTRIBUTED="1", GHN_JAX_COORDINATOR=f"localhost:{port}",
+                                                  GHN_JAX_NUM_PROCESSES="2", GHN_JAX_PROCESS_ID=str(i)))
+             for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    digests = [re.search(r"params sha256 (\w+)", out).group(1) for out, _ in outs]
+    assert digests[0] == digests[1]                            # both processes end identical
+    assert digests[0] == digest(tmp_path)
+    assert rel(params(reference), params(tmp_path)) <= 1e-5    # and equal the single-process run
+
+
+def test_sigkill_then_restart_is_bit_identical(tmp_path, shared, reference):
+    kill_after = random.Random().choice([1, 2, 3])             # a random step, reported on failure
+    p = subprocess.Popen(_cmd(tmp_path, shared), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while kill_after not in checkpoint_steps(tmp_path) and p.poll() is None and time.time() - t0 < 600:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not os.path.exists(os.path.join(str(tmp_path), "ghn.safetensors")), "killed too late"
+    out = run(tmp_path, shared)
+    assert "resuming from" in out.stderr, (kill_after, out.stderr[-2000:])
+    assert digest(tmp_path) == digest(reference), f"killed after checkpoint {kill_after}"
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path, shared):
+    p = subprocess.Popen(_cmd(tmp_path, shared, "--config.total_steps=1000", "--config.checkpoint.every_steps=500"),
+                         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    metrics = os.path.join(str(tmp_path), "metrics.jsonl")
+    while (not os.path.exists(metrics) or os.path.getsize(metrics) == 0) and time.time() - t0 < 600:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-3000:]
+    saved = int(re.search(r"preempted: saved step (\d+)", err).group(1))
+    assert 1 <= saved < 1000 and checkpoint_steps(tmp_path) == [saved]
+
+
+def test_nan_step_is_skipped_and_reported(tmp_path, shared, reference):
+    import json
+    p = run(tmp_path, shared, "--config.debug.nan_steps=(1,)")
+    assert "step 2: loss nan is not finite; update skipped (1 skipped so far)" in p.stderr
+    rows = [json.loads(l) for l in open(os.path.join(str(tmp_path), "metrics.jsonl"))]
+    assert rows[-1]["nan_skipped"] == 1
+    assert np.isnan(rows[1]["loss"]) and np.isfinite(rows[-1]["loss"])
+    assert all(np.all(np.isfinite(v)) for v in params(tmp_path).values())
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, shared, reference):
+    run(tmp_path, shared, "--config.total_steps=3")
+    assert checkpoint_steps(tmp_path) == [1, 2, 3]
+    state = os.path.join(str(tmp_path), "checkpoints", "3", "state")
+    for root, _, files in os.walk(state):
+        for f in files:
+            with open(os.path.join(root, f), "wb") as fh:
+                fh.write(b"\x00garbage" * 7)
+    p = run(tmp_path, shared)
+    assert re.search(r"checkpoints/3 is unreadable .*; falling back to step 2", p.stderr), p.stderr[-2000:]
+    assert digest(tmp_path) == digest(reference)          # steps 3 and 4 redone exactly
