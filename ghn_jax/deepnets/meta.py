@@ -57,9 +57,16 @@ def _ghn_program(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes,
     return pix, rows, cw, cb
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _ghn_fwd(module, params, *inputs):
-    return jax.vjp(lambda p: _ghn_program(module, p, *inputs), params)
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _ghn_fwd(module, dtype, params, *inputs):
+    """dtype: the GHN's compute dtype ('float32' or 'bfloat16'). Parameters stay float32 (the
+    cast is inside the VJP, so their gradients are float32 too); outputs are float32, since
+    the parameters built from them are normalised and tiled in float32."""
+    def program(p):
+        if dtype != "float32":
+            p = jax.tree_util.tree_map(lambda a: a.astype(dtype), p)
+        return tuple(o.astype(jnp.float32) for o in _ghn_program(module, p, *inputs))
+    return jax.vjp(program, params)
 
 
 @jax.jit
@@ -158,10 +165,16 @@ class _Job:
 class MetaStep:
     """Loss and GHN gradients of one meta-batch of architectures on one image batch."""
 
-    def __init__(self, module: GHN3, label_smoothing: float = 0.1, lam: float = 3e-5, mesh=None):
+    def __init__(self, module: GHN3, label_smoothing: float = 0.1, lam: float = 3e-5, mesh=None,
+                 ghn_dtype: str = "float32"):
         """mesh: None (one device), or the jax Mesh the GHN parameters and the (batch-sharded)
-        images live on; the GHN's graph inputs are then replicated over it."""
+        images live on; the GHN's graph inputs are then replicated over it.
+        ghn_dtype: 'bfloat16' runs the GHN's forward and backward in bf16 (float32 master
+        parameters and outputs); the target networks always run in float32."""
+        if ghn_dtype not in ("float32", "bfloat16"):
+            raise GhnError(f"ghn_dtype must be 'float32' or 'bfloat16', not {ghn_dtype!r}")
         self.module, self.label_smoothing, self.lam, self.mesh = module, label_smoothing, lam, mesh
+        self.ghn_dtype = ghn_dtype
         self.executor = Executor()
 
     # -- host-side planning (numpy) ------------------------------------------------------
@@ -242,10 +255,10 @@ class MetaStep:
     def _ghn_programs(self, ghn_params, inputs):
         """Compiled GHN forward / backward for these padded shapes (compiled once, called
         directly: a jit call would re-trace the whole GHN first)."""
-        sig = ("ghn", self.module, signature((ghn_params, inputs)))
+        sig = ("ghn", self.module, self.ghn_dtype, signature((ghn_params, inputs)))
         e = _PRECOMPILED.get(sig)
         if e is None:
-            fwd, (outs, ghn_vjp) = compile_abstract(_ghn_fwd, self.module, _abstract(ghn_params),
+            fwd, (outs, ghn_vjp) = compile_abstract(_ghn_fwd, self.module, self.ghn_dtype, _abstract(ghn_params),
                                                     *_abstract(inputs))
             bwd, _ = compile_abstract(_ghn_bwd, ghn_vjp, outs)
             compile_abstract(_zeros, outs)

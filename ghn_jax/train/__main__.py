@@ -53,7 +53,7 @@ def main(argv):
         return 2
     import jax
     if jax.process_index() == 0:
-        keys = ("step", "loss", "ce", "nan_skipped")
+        keys = ("step", "loss_avg", "ce", "nan_skipped")
         print("done: " + ", ".join(f"{k} {out[k]:.4g}" if isinstance(out.get(k), float) else f"{k} {out.get(k)}"
                                    for k in keys if k in out))
     return 0

@@ -37,7 +37,7 @@ class Writer:
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
             if metrics:
-                self._bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k in ("loss", "lr")},
+                self._bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k in ("loss_avg", "lr")},
                                       refresh=False)
         if metrics:
             rec = {"step": step, "time": time.time(), **{k: float(v) for k, v in metrics.items()}}

@@ -144,7 +144,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         return keep(new_params, params), keep(new_opt, opt_state), finite, optax.global_norm(grads), lr
     update = jax.jit(update, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, None, None, None))
 
-    meta = MetaStep(module, label_smoothing=config.loss.label_smoothing, lam=config.loss.lam, mesh=mesh)
+    meta = MetaStep(module, label_smoothing=config.loss.label_smoothing, lam=config.loss.lam, mesh=mesh,
+                    ghn_dtype=config.ghn_dtype)
     base_key = sharding.put_global(np.asarray(jax.random.PRNGKey(config.seed + 1)), sharding.replicated(mesh))
     b = config.data.batch_size
     size = config.data.image_size
@@ -162,10 +163,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
 
     writer = Writer(workdir, total, start, tensorboard=config.get("tensorboard", True),
                     progress=config.get("progress", True))
+    n_params = sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(params))
+    per_device = sum(s.data.nbytes for a in jax.tree_util.tree_leaves((params, opt_state))
+                     for s in a.addressable_shards if s.device == jax.local_devices()[0])
+    writer.note(f"GHN {n_params:,} parameters; parameters + optimizer state: {per_device / 2**20:.1f} MiB on "
+                f"device 0 of {jax.device_count()} (mesh {dict(mesh.shape)}); steps {start}..{total}, "
+                f"{steps_per_epoch} per epoch")
     preempt = _Preemption()
     counter = CompileCounter(always=True)
     nan_steps = set(config.get("debug", {}).get("nan_steps", ()) or ())
-    in_a_row, last, t_last, s_last = 0, {}, time.perf_counter(), start
+    in_a_row, last, t_last, s_last, window = 0, {}, time.perf_counter(), start, []
     pending = pool.submit(load, start) if start < total else None
     step = start
     try:
@@ -192,14 +199,17 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                                    f"checkpoint is intact: lower optim.lr or check the data")
             else:
                 in_a_row = 0
+            window.append(out["loss"])
             metrics = {}
             if step % config.log_every == 0 or step == total:
                 now = time.perf_counter()
-                metrics = {"loss": out["loss"], "ce": float(np.mean(out["ce"])), "reg": out["reg"],
+                finite_losses = [v for v in window if np.isfinite(v)]
+                metrics = {"loss": out["loss"], "loss_avg": float(np.mean(finite_losses)) if finite_losses else np.nan,
+                           "ce": float(np.mean(out["ce"])), "reg": out["reg"],
                            "grad_norm": float(gnorm), "lr": float(lr), "nan_skipped": nan_skipped,
                            "steps_per_s": (step - s_last) / (now - t_last),
                            "compilations": counter.count, "compile_s": counter.seconds}
-                t_last, s_last, last = now, step, metrics
+                t_last, s_last, last, window = now, step, metrics, []
             writer.step(step, metrics)
             stop = preempt.reached(step)
             if step % config.checkpoint.every_steps == 0 or step == total or stop:

@@ -103,3 +103,19 @@ def test_precompile_leaves_nothing_to_compile(setup):
         jax.block_until_ready(out["grads"])
     assert counter.count == 0, counter.count
     assert np.isfinite(out["loss"])
+
+
+def test_bfloat16_ghn_follows_float32(setup):
+    """bf16 GHN compute (float32 master weights): same loss to bf16 precision, gradients
+    pointing the same way, and float32 gradients for float32 parameters."""
+    specs, nets, module, params = setup
+    x = jax.random.normal(jax.random.PRNGKey(1), (3, 32, 32, 3), jnp.float32)
+    y = jnp.array([1, 2, 3])
+    f32 = MetaStep(module)(params, nets, x, y)
+    b16 = MetaStep(module, ghn_dtype="bfloat16")(params, nets, x, y)
+    assert abs(b16["loss"] - f32["loss"]) <= 2e-2 * abs(f32["loss"])
+    g32 = np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(f32["grads"])])
+    g16 = np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(b16["grads"])])
+    assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(b16["grads"]))
+    cos = float(g32 @ g16 / np.linalg.norm(g32) / np.linalg.norm(g16))
+    assert cos > 0.99, cos

@@ -28,8 +28,8 @@ def shared(tmp_path_factory):
     return {"data_dir": str(d / "tfds"), "cache": str(d / "xla_cache")}
 
 
-def _cmd(workdir, shared, *overrides):
-    return [sys.executable, "-m", "ghn_jax.train", "--config", CONFIG, "--workdir", str(workdir),
+def _cmd(workdir, shared, *overrides, config=CONFIG):
+    return [sys.executable, "-m", "ghn_jax.train", "--config", config, "--workdir", str(workdir),
             f"--config.data.data_dir={shared['data_dir']}", f"--config.compilation_cache_dir={shared['cache']}",
             *overrides]
 
@@ -40,8 +40,8 @@ def _env(devices=1, **extra):
     return env
 
 
-def run(workdir, shared, *overrides, devices=1, timeout=600):
-    p = subprocess.run(_cmd(workdir, shared, *overrides), env=_env(devices), cwd=ROOT, capture_output=True,
+def run(workdir, shared, *overrides, devices=1, timeout=600, config=CONFIG):
+    p = subprocess.run(_cmd(workdir, shared, *overrides, config=config), env=_env(devices), cwd=ROOT, capture_output=True,
                        text=True, timeout=timeout)
     assert p.returncode == 0, p.stderr[-3000:]
     return p
@@ -76,6 +76,8 @@ def reference(tmp_path_factory, shared):
     w = tmp_path_factory.mktemp("reference")
     p = run(w, shared)
     assert "done: step 4" in p.stdout
+    with open(os.path.join(str(w), "stderr.txt"), "w") as f:
+        f.write(p.stderr)
     return w
 
 
@@ -90,9 +92,18 @@ def test_reference_run_writes_metrics_checkpoints_and_a_loadable_ghn(reference):
     assert ghn.config.hid == 16
 
 
-def test_eight_devices_equal_one(tmp_path, shared, reference):
-    run(tmp_path, shared, devices=8)
+def _memory_line(p):
+    text = p.read() if hasattr(p, "read") else p.stderr
+    return float(re.search(r"optimizer state: ([\d.]+) MiB on device 0", text).group(1))
+
+
+def test_eight_devices_equal_one_with_sharded_parameters(tmp_path, shared, reference):
+    """FSDP (the L/XL rule) on 8 devices: the same parameters, a fraction of the memory each."""
+    p = run(tmp_path, shared, devices=8, config=CONFIG + ":fsdp")
     assert rel(params(reference), params(tmp_path)) <= 1e-5
+    with open(os.path.join(str(reference), "stderr.txt")) as f:
+        one = _memory_line(f)
+    assert _memory_line(p) < 0.3 * one
 
 
 def _free_port():

@@ -6,8 +6,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "configs"
 import smoke  # noqa: E402
 
 
-def get_config():
+def get_config(arg=None):
+    """arg 'fsdp': parameters and optimizer state sharded (the L/XL rule)."""
     c = smoke.get_config()
+    if arg == "fsdp":
+        c.sharding_rules = [(".*", "fsdp(axis='data')")]
     c.ghn.hid, c.ghn.layers, c.ghn.heads, c.ghn.max_shape = 16, 1, 2, (16, 16, 4, 4)
     c.data.batch_size = 8
     c.data.image_size = 16
