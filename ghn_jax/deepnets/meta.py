@@ -313,15 +313,19 @@ class MetaStep:
             compile_abstract(_scale, g, jax.ShapeDtypeStruct((), jnp.float32))
             _PRECOMPILED[sig] = True
 
-    def __call__(self, ghn_params, nets: Sequence[MetaNet], images, labels, dropout_key=None, prepared=None):
-        """{'loss', 'ce' (per net), 'reg', 'grads'} for one meta-batch on one image batch."""
+    def __call__(self, ghn_params, nets: Sequence[MetaNet], images, labels, dropout_key=None, prepared=None,
+                 first_index: int = 0):
+        """{'loss', 'ce' (per net), 'reg', 'grads'} for one meta-batch on one image batch.
+
+        first_index: the position of nets[0] in a larger meta-batch split across processes
+        (dropout keys follow the global position)."""
         m = len(nets)
         if self.executor.maybe_evict():
             _PRECOMPILED.clear()
         (raw, order), saved = self.predict(ghn_params, [n.graph for n in nets], prepared)
         ces, norms, block_cts = [], [], {}
         for i, net in enumerate(nets):
-            key = None if dropout_key is None else jax.random.fold_in(dropout_key, i)
+            key = None if dropout_key is None else jax.random.fold_in(dropout_key, first_index + i)
             logits, tape = self.executor.forward(net.plan, raw[i], images, key)
             ce, g_logits = cross_entropy_and_grad(logits, labels, label_smoothing=self.label_smoothing)
             grads, _ = self.executor.backward(tape, _scale(g_logits, np.float32(1.0 / m)), self.lam / m)

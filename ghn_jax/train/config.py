@@ -30,7 +30,11 @@ def base_config(size: str = "t", dataset: str = "imagenet2012") -> ml_collection
     c.optim = optim.default_config()
     c.total_steps = 0                    # 0: optim.epochs x steps_per_epoch
     c.steps_per_epoch = 0                # 0: ceil(train examples / data.batch_size), as the reference
-    c.mesh = [("data", -1)]
+    # 'data': every architecture runs on all devices in turn, images sharded over them (exactly
+    # the one-device step). 'arch': architectures spread over processes, each running its
+    # share on its local devices with the whole image batch, as the reference's DDP ranks do.
+    c.parallel = "data"
+    c.mesh = [("data", -1)]                # 'data' mode; 'arch' mode uses (processes, local devices)
     c.sharding_rules = [(".*", "replicate")]
     c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3, async_save=True))
     c.log_every = 50

@@ -14,6 +14,7 @@ import re
 from typing import Any, Sequence, Tuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -87,3 +88,62 @@ def put_global(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
 def from_process_local(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
     """Each process's slice of the global batch (its rows, in process order) -> a global array."""
     return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+
+# ------------------------------------------------------------------------------------------
+# parallel='arch': one group of devices per process, each running its own architectures
+# ------------------------------------------------------------------------------------------
+
+def _by_id(devices):
+    return sorted(devices, key=lambda d: d.id)
+
+
+def arch_meshes() -> Tuple[Mesh, Mesh]:
+    """(global mesh ('arch' = processes, 'data' = their local devices), this process's local
+    mesh ('data',)). Every process must have the same number of local devices."""
+    per = {}
+    for d in jax.devices():
+        per.setdefault(d.process_index, []).append(d)
+    sizes = {len(v) for v in per.values()}
+    if len(sizes) != 1:
+        raise GhnError(f"parallel='arch' needs the same number of devices on every process, got {sorted(sizes)}")
+    rows = [_by_id(per[p]) for p in sorted(per)]
+    glob = Mesh(np.asarray(rows, dtype=object), ("arch", "data"))
+    local = Mesh(np.asarray(_by_id(jax.local_devices()), dtype=object), ("data",))
+    return glob, local
+
+
+def local_view(tree: Any, local_mesh: Mesh) -> Any:
+    """Globally replicated arrays -> the same values as arrays on this process's devices only
+    (no copy: the local shards are reused)."""
+    target = NamedSharding(local_mesh, P())
+    order = {d: i for i, d in enumerate(local_mesh.devices.flat)}
+
+    def one(a):
+        shards = sorted(a.addressable_shards, key=lambda s: order[s.device])
+        return jax.make_array_from_single_device_arrays(a.shape, target, [s.data for s in shards])
+    return jax.tree_util.tree_map(one, tree)
+
+
+def _add_axis(tree):
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], tree)
+
+
+_ADD_AXIS = {}
+
+
+def stack_groups(tree: Any, local_mesh: Mesh, glob: Mesh) -> Any:
+    """Each process's values (arrays on its local mesh, or host arrays) -> global arrays with a
+    leading 'arch' axis, one row per process (their sum or mean is then one jitted reduction)."""
+    rep = NamedSharding(local_mesh, P())
+    tree = jax.tree_util.tree_map(lambda a: jax.device_put(a, rep), tree)
+    if local_mesh not in _ADD_AXIS:
+        _ADD_AXIS[local_mesh] = jax.jit(_add_axis, out_shardings=rep)
+    expanded = _ADD_AXIS[local_mesh](tree)
+    order = {d: i for i, d in enumerate(local_mesh.devices.flat)}
+
+    def one(a):
+        shards = sorted(a.addressable_shards, key=lambda s: order[s.device])
+        return jax.make_array_from_single_device_arrays((glob.shape["arch"],) + a.shape[1:],
+                                                        NamedSharding(glob, P("arch")), [s.data for s in shards])
+    return jax.tree_util.tree_map(one, expanded)

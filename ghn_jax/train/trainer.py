@@ -88,8 +88,24 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
     """Runs (or resumes) training in `workdir`; returns the last metrics."""
     num_classes = data_lib.num_classes(config.data.name, config.data.get("data_dir"))
     _check(config, num_classes)
-    mesh = sharding.make_mesh(config.mesh)
-    img_sh = sharding.batch_sharding(mesh)
+    arch_mode = config.get("parallel", "data") == "arch"
+    if arch_mode:
+        # architectures spread over processes (each runs its share on its own devices, with the
+        # whole image batch, as the reference's DDP ranks do); parameters replicated everywhere
+        mesh, local_mesh = sharding.arch_meshes()
+        n_groups = mesh.shape["arch"]
+        if config.deepnets.meta_batch % n_groups:
+            raise GhnError(f"parallel='arch': deepnets.meta_batch {config.deepnets.meta_batch} must be a multiple "
+                           f"of the {n_groups} processes")
+        if any(rule != "replicate" for _, rule in config.sharding_rules):
+            raise GhnError("parallel='arch' keeps a full copy of the GHN on every process: use "
+                           "sharding_rules=[('.*', 'replicate')] (or parallel='data' for FSDP)")
+        img_sh = sharding.batch_sharding(local_mesh)
+        m_local = config.deepnets.meta_batch // n_groups
+        first = jax.process_index() * m_local
+    else:
+        mesh = local_mesh = sharding.make_mesh(config.mesh)
+        img_sh = sharding.batch_sharding(mesh)
     module = ghn_module(_ghn_config(config.ghn))
     steps_per_epoch = config.get("steps_per_epoch") or data_lib.steps_per_epoch(config.data)
     total = config.get("total_steps") or config.optim.epochs * steps_per_epoch
@@ -121,7 +137,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
                 "opt_state": _with_sharding(o_abs, o_sh),
                 "step": np.zeros((), np.int64), "nan_skipped": np.zeros((), np.int64)}
     restored = ckpts.restore(abstract)
-    data_it = data_lib.train_iter(config.data, config.seed, jax.process_index(), jax.process_count())
+    # 'arch': every process reads the whole batch (its networks see all images)
+    data_it = (data_lib.train_iter(config.data, config.seed, 0, 1) if arch_mode else
+               data_lib.train_iter(config.data, config.seed, jax.process_index(), jax.process_count()))
     if restored is None:
         params, opt_state = fresh()
         start, nan_skipped = 0, 0
@@ -142,20 +160,33 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         new_params = optax.apply_updates(params, updates)
         keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
         return keep(new_params, params), keep(new_opt, opt_state), finite, optax.global_norm(grads), lr
-    update = jax.jit(update, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, None, None, None))
+    def update_groups(params, opt_state, grads, stats, step):
+        """'arch' mode: grads and [loss, ce, reg] stacked over process groups -> their means."""
+        grads = jax.tree_util.tree_map(lambda g: jnp.mean(g, 0), grads)
+        stats = jnp.mean(stats, 0)
+        return update(params, opt_state, grads, stats[0], step) + (stats,)
 
-    meta = MetaStep(module, label_smoothing=config.loss.label_smoothing, lam=config.loss.lam, mesh=mesh,
+    if arch_mode:
+        update_fn = jax.jit(update_groups, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, rep, rep, rep, rep))
+    else:
+        update_fn = jax.jit(update, donate_argnums=(0, 1), out_shardings=(p_sh, o_sh, None, None, None))
+
+    meta = MetaStep(module, label_smoothing=config.loss.label_smoothing, lam=config.loss.lam, mesh=local_mesh,
                     ghn_dtype=config.ghn_dtype)
-    base_key = sharding.put_global(np.asarray(jax.random.PRNGKey(config.seed + 1)), sharding.replicated(mesh))
+    base_key = sharding.put_global(np.asarray(jax.random.PRNGKey(config.seed + 1)), sharding.replicated(local_mesh))
     b = config.data.batch_size
     size = config.data.image_size
     x_abs = jax.ShapeDtypeStruct((b, size, size, 3), jnp.float32, sharding=img_sh)
     y_abs = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=img_sh)
-    p_abs = abstract["params"]
+    p_abs = (_with_sharding(jax.eval_shape(init), jax.tree_util.tree_map(lambda _: sharding.replicated(local_mesh),
+                                                                          p_sh))
+             if arch_mode else abstract["params"])
     pool = concurrent.futures.ThreadPoolExecutor(1)
 
     def load(step):
         nets = archs.meta_batch(config.deepnets, config.seed, step, num_classes)
+        if arch_mode:
+            nets = nets[first:first + m_local]
         prepared = meta.prepare([n.graph for n in nets])
         if config.get("compile_ahead", True):
             meta.precompile(p_abs, nets, prepared, x_abs, y_abs, _fold(base_key, step))
@@ -180,14 +211,23 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
             batch = next(data_it)
             images = sharding.from_process_local(batch["image"], img_sh)
             labels = sharding.from_process_local(batch["label"].astype(np.int32), img_sh)
+            local_params = sharding.local_view(params, local_mesh) if arch_mode else params
             if step in nan_steps:                    # fault injection for tests
                 images = images * jnp.nan
             nets, prepared = pending.result()
             pending = pool.submit(load, step + 1) if step + 1 < total else None
             with counter:
-                out = meta(params, nets, images, labels, dropout_key=_fold(base_key, step), prepared=prepared)
-                params, opt_state, finite, gnorm, lr = update(params, opt_state, out["grads"],
-                                                              np.float32(out["loss"]), np.int64(step))
+                out = meta(local_params, nets, images, labels, dropout_key=_fold(base_key, step), prepared=prepared,
+                           first_index=first if arch_mode else 0)
+                if arch_mode:
+                    stats = np.asarray([out["loss"], np.mean(out["ce"]), out["reg"]], np.float32)
+                    grads, stats = sharding.stack_groups((out["grads"], stats), local_mesh, mesh)
+                    params, opt_state, finite, gnorm, lr, stats = update_fn(params, opt_state, grads, stats,
+                                                                            np.int64(step))
+                    out = dict(out, loss=float(stats[0]), ce=[float(stats[1])], reg=float(stats[2]))
+                else:
+                    params, opt_state, finite, gnorm, lr = update_fn(params, opt_state, out["grads"],
+                                                                     np.float32(out["loss"]), np.int64(step))
             step += 1
             if not bool(finite):
                 nan_skipped += 1

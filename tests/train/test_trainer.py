@@ -112,9 +112,9 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_equal_one(tmp_path, shared, reference):
+def _two_processes(tmp_path, shared, *overrides):
     port = _free_port()
-    procs = [subprocess.Popen(_cmd(tmp_path, shared), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    procs = [subprocess.Popen(_cmd(tmp_path, shared, *overrides), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=_env(1, GHN_JAX_DISTRIBUTED="1", GHN_JAX_COORDINATOR=f"localhost:{port}",
                                                   GHN_JAX_NUM_PROCESSES="2", GHN_JAX_PROCESS_ID=str(i)))
              for i in range(2)]
@@ -124,7 +124,18 @@ def test_two_processes_equal_one(tmp_path, shared, reference):
     digests = [re.search(r"params sha256 (\w+)", out).group(1) for out, _ in outs]
     assert digests[0] == digests[1]                            # both processes end identical
     assert digests[0] == digest(tmp_path)
-    assert rel(params(reference), params(tmp_path)) <= 1e-5    # and equal the single-process run
+
+
+def test_two_processes_equal_one(tmp_path, shared, reference):
+    """parallel='data': images split between the processes, every network on both."""
+    _two_processes(tmp_path, shared)
+    assert rel(params(reference), params(tmp_path)) <= 1e-5    # equal to the single-process run
+
+
+def test_two_processes_sharing_the_architectures_equal_one(tmp_path, shared, reference):
+    """parallel='arch': each process runs its half of the meta-batch on the whole batch."""
+    _two_processes(tmp_path, shared, "--config.parallel=arch")
+    assert rel(params(reference), params(tmp_path)) <= 1e-5
 
 
 def test_sigkill_then_restart_is_bit_identical(tmp_path, shared, reference):
@@ -177,3 +188,20 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, shar
     p = run(tmp_path, shared)
     assert re.search(r"checkpoints/3 is unreadable .*; falling back to step 2", p.stderr), p.stderr[-2000:]
     assert digest(tmp_path) == digest(reference)          # steps 3 and 4 redone exactly
+
+
+def test_bad_parallel_settings_are_clear_errors(tmp_path):
+    import importlib.util
+    from ghn_jax.errors import GhnError
+    from ghn_jax.train.trainer import train
+    spec = importlib.util.spec_from_file_location("tiny", CONFIG)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    c = mod.get_config("fsdp")
+    c.parallel = "arch"
+    with pytest.raises(GhnError, match="parallel='arch' keeps a full copy"):
+        train(c, str(tmp_path))
+    c = mod.get_config()
+    c.ghn.num_classes = 1000
+    with pytest.raises(GhnError, match="1000-way classifiers but digits has 10 classes"):
+        train(c, str(tmp_path))
