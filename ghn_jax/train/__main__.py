@@ -54,8 +54,9 @@ def main(argv):
     import jax
     if jax.process_index() == 0:
         keys = ("step", "loss_avg", "ce", "nan_skipped")
-        print("done: " + ", ".join(f"{k} {out[k]:.4g}" if isinstance(out.get(k), float) else f"{k} {out.get(k)}"
-                                   for k in keys if k in out))
+        print(("preempted: " if out.get("preempted") else "done: ") +
+              ", ".join(f"{k} {out[k]:.4g}" if isinstance(out.get(k), float) else f"{k} {out.get(k)}"
+                        for k in keys if k in out))
     return 0
 
 

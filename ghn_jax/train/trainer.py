@@ -265,7 +265,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
         pool.shutdown(wait=True, cancel_futures=True)
         ckpts.close()
         writer.close()
-    return {"step": step, "nan_skipped": nan_skipped, **last, "params": params}
+    return {"step": step, "nan_skipped": nan_skipped, "preempted": step < total, **last, "params": params}
 
 
 def host_params(params) -> Dict[str, np.ndarray]:
