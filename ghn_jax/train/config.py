@@ -1,5 +1,12 @@
 """The trainer's full ConfigDict with every field (configs/*.py start from it).
 
+The defaults are the reference recipe (design/ghn3-reference.md §4): a meta-batch of
+DeepNets-1M train architectures per step, 128 images per step (ImageNet train minus 50
+images per class, RandomResizedCrop 224 + flip + ColorJitter), AdamW lr 4e-4 wd 1e-2, cosine
+with 5 warmup epochs stepped per epoch, clip 5, label smoothing 0.1, lambda 3e-5 on the
+predicted parameters' norms, 75 epochs (9,619 steps each on ImageNet). The reference trained
+on 4 GPUs for days; data.batch_size must divide by the device count.
+
 Every field exists here so that `--config.a.b=value` overrides work on any config
 (configs are locked: a misspelt field is an error, not a silent no-op).
 """
