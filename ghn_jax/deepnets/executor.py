@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ghn_jax.deepnets.network import NetPlan, Ops, run_plan
 from ghn_jax.deepnets.ops import OpSpec, make_op
@@ -100,12 +101,24 @@ def _accumulate(a, b):
 def placement(a):
     """The sharding an array (or ShapeDtypeStruct) is compiled for; None means the default
     device, so that single-device programs and signatures are the same with or without a mesh."""
-    s = getattr(a, "sharding", None)
-    if s is None:
-        return None
-    if isinstance(s, jax.sharding.SingleDeviceSharding) and s._device == jax.devices()[0]:
+    return _on_default_is_none(getattr(a, "sharding", None))
+
+
+@functools.lru_cache(None)
+def _default_device():
+    return jax.devices()[0]
+
+
+def _on_default_is_none(s):
+    if isinstance(s, jax.sharding.SingleDeviceSharding) and s._device == _default_device():
         return None
     return s
+
+
+def put_global(x, sharding) -> jax.Array:
+    """A host value that every process holds in full -> a global array with `sharding`."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 
 
 def batch_sharding(x):
@@ -136,15 +149,9 @@ def compile_abstract(jitted, *args, compiler_options=None, **kwargs):
     lowered = jitted.lower(*args, **kwargs)
     compiled = lowered.compile(compiler_options)
     out = jax.tree_util.tree_map(
-        lambda i, s: jax.ShapeDtypeStruct(i.shape, i.dtype, sharding=_default_none(s)),
+        lambda i, s: jax.ShapeDtypeStruct(i.shape, i.dtype, sharding=_on_default_is_none(s)),
         lowered.out_info, compiled.output_shardings)
     return compiled, out
-
-
-def _default_none(s):
-    if isinstance(s, jax.sharding.SingleDeviceSharding) and s._device == jax.devices()[0]:
-        return None
-    return s
 
 
 @dataclasses.dataclass

@@ -25,7 +25,7 @@ from jax import lax
 from ghn_jax import tree_paths
 from ghn_jax.errors import GhnError
 from ghn_jax.deepnets.executor import (Executor, Raw, abstract as _abstract, compile_abstract, cross_entropy_and_grad,
-                                       signature)
+                                       put_global, signature)
 from ghn_jax.deepnets.network import NetPlan
 from ghn_jax.ghn import assign
 from ghn_jax.ghn.model import GHN3
@@ -233,7 +233,8 @@ class MetaStep:
                   pad_ints(one_d, pow2(max(1, len(one_d)))), np.asarray(last_w, np.int32),
                   np.asarray(last_b, np.int32))
         if self.mesh is not None:
-            inputs = tuple(_replicated(a, self.mesh) for a in inputs)
+            rep = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+            inputs = tuple(put_global(a, rep) for a in inputs)
         return inputs, jobs
 
     # -- the step --------------------------------------------------------------------------
@@ -362,13 +363,6 @@ class _Builder:
             flat.update(zip(rel, leaves))
             norm = norm + n.astype(jnp.float32)
         return tree_paths.unflatten(flat), norm
-
-
-def _replicated(a, mesh):
-    """A host value identical on every process -> a global array replicated over `mesh`."""
-    a = np.asarray(a)
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return jax.make_array_from_callback(a.shape, sharding, lambda idx: a[idx])
 
 
 def _param_path(path: str) -> str:

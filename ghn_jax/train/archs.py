@@ -6,6 +6,7 @@ reference loader, a meta-batch whose graphs hold more than `int(2200 / 8 * max(8
 nodes is dropped (here: redrawn, so that every step trains).
 """
 import dataclasses
+import functools
 from typing import List
 
 import ml_collections
@@ -42,12 +43,18 @@ def spec(cfg: ml_collections.ConfigDict, index: int, num_classes: int) -> NetSpe
     return dataclasses.replace(s, **over)
 
 
+@functools.lru_cache(maxsize=512)
+def _net(s: NetSpec, imagenet: bool) -> MetaNet:
+    """Traced once per network: with a bounded pool the same networks come back every few steps."""
+    return MetaNet(net_plan(s, imagenet), arch_graph(s, imagenet))
+
+
 def meta_batch(cfg: ml_collections.ConfigDict, seed: int, step: int, num_classes: int) -> List[MetaNet]:
     """The step's networks (op plans and graphs), obeying the node cap."""
     imagenet = cfg.imagenet
     for attempt in range(100):
         specs = [spec(cfg, i, num_classes) for i in indices(cfg, seed, step, attempt)]
-        nets = [MetaNet(net_plan(s, imagenet), arch_graph(s, imagenet)) for s in specs]
+        nets = [_net(s, imagenet) for s in specs]
         if cfg.meta_batch == 1 or sum(n.graph.n_nodes for n in nets) <= node_cap(cfg.meta_batch):
             return nets
     raise RuntimeError(f"no meta-batch under the node cap at step {step}")

@@ -79,12 +79,6 @@ def param_shardings(params: Any, mesh: Mesh, rules: Sequence[Tuple[str, str]]) -
     return tree_paths.unflatten(out)
 
 
-def put_global(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
-    """A host array that every process holds in full -> a global array with `sharding`."""
-    x = np.asarray(x)
-    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
-
-
 def from_process_local(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
     """Each process's slice of the global batch (its rows, in process order) -> a global array."""
     return jax.make_array_from_process_local_data(sharding, np.asarray(x))

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from ghn_jax import data as data_lib
-from ghn_jax.deepnets.executor import CompileCounter
+from ghn_jax.deepnets.executor import CompileCounter, put_global
 from ghn_jax.deepnets.meta import MetaStep
 from ghn_jax.errors import GhnError
 from ghn_jax.ghn.checkpoint import GHNConfig, ghn_module
@@ -173,7 +173,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
 
     meta = MetaStep(module, label_smoothing=config.loss.label_smoothing, lam=config.loss.lam, mesh=local_mesh,
                     ghn_dtype=config.ghn_dtype)
-    base_key = sharding.put_global(np.asarray(jax.random.PRNGKey(config.seed + 1)), sharding.replicated(local_mesh))
+    base_key = put_global(np.asarray(jax.random.PRNGKey(config.seed + 1)), sharding.replicated(local_mesh))
     b = config.data.batch_size
     size = config.data.image_size
     x_abs = jax.ShapeDtypeStruct((b, size, size, 3), jnp.float32, sharding=img_sh)
