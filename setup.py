@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "matplotlib",
     "tqdm",
     "tensorboardX",
+    "flatbuffers",          # jax.export serialisation: GHN programs kept on disk (ghn_jax/ghn/programs.py)
 ]
 
 EXTRAS = {

@@ -20,7 +20,7 @@ import flax.linen as nn
 
 from ghn_jax import tree_paths
 from ghn_jax.errors import GhnError
-from ghn_jax.ghn import assign
+from ghn_jax.ghn import assign, programs
 from ghn_jax.ghn.checkpoint import GHNConfig, ghn_module
 from ghn_jax.ghn.model import GHN3
 from ghn_jax.ghn.shape_encoder import shape_indices
@@ -65,6 +65,13 @@ def _forward(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes, slo
     return x, pix, rows, cw, cb
 
 
+def _traced_forward(module: GHN3, *args, group_sizes, blocks):
+    # Flax checks every parameter's shape by tracing its initialiser (only at trace
+    # time); zero initialisers make that check cheap.
+    with zero_initialisers():
+        return _forward(module, *args, group_sizes=group_sizes, blocks=blocks)
+
+
 class GHN:
     """A GHN-3 with its parameters, ready to predict."""
 
@@ -74,9 +81,8 @@ class GHN:
         self.params = jax.tree_util.tree_map(jnp.asarray, params)
         # On CPU, XLA's backend optimisation level barely changes this program's speed (its
         # time is in library matmuls) but halves its compile time, which a cold predict pays.
-        opts = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
-        self._forward = jax.jit(functools.partial(_forward, self.module), compiler_options=opts,
-                                static_argnames=("group_sizes", "blocks"))
+        self._compiler_options = ({"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu"
+                                  else None)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, trust_pickle: bool = False, **kwargs) -> "GHN":
@@ -126,15 +132,14 @@ class GHN:
         conv_nodes = pad_ints([t.node for _, t in conv], pow2(max(1, len(conv))))
         one_d = [t.node for t in tasks if t.kind == "1d"]
         n = graph.n_nodes
-        # Flax checks every parameter's shape by tracing its initialiser (only at trace
-        # time); zero initialisers make that check cheap.
-        with zero_initialisers():
-            out = self._forward(self.params, batch.node_types, si, batch.spd.astype(np.int32), batch.mask,
-                                conv_nodes, np.asarray(slot_a, np.int32), np.asarray(r_a, np.int32),
-                                np.asarray(c_a, np.int32), pad_ints(one_d, pow2(max(1, len(one_d)))),
-                                np.int32(n - 2), np.int32(n - 1), group_sizes=tuple(sizes),
-                                blocks=tuple(blocks))
-        x, pix, rows, cw, cb = jax.device_get(out)
+        args = (self.params, batch.node_types, si, batch.spd.astype(np.int32), batch.mask, conv_nodes,
+                np.asarray(slot_a, np.int32), np.asarray(r_a, np.int32), np.asarray(c_a, np.int32),
+                pad_ints(one_d, pow2(max(1, len(one_d)))), np.int32(n - 2), np.int32(n - 1))
+        static = {"group_sizes": tuple(sizes), "blocks": tuple(blocks)}
+        key = programs.program_key("ghn-forward", args, [cfg.to_dict(), static])
+        forward = programs.get(key, lambda: (jax.jit(functools.partial(_traced_forward, self.module, **static)),
+                                             args), self._compiler_options)
+        x, pix, rows, cw, cb = jax.device_get(forward(*args))
         pixels = {j: pix[g][start:start + count].reshape(count, a, b) for j, (g, start, count, a, b) in where.items()}
         return x[:n], pixels, rows[: len(one_d)], cw, cb
 
@@ -272,17 +277,11 @@ def complete_variables(predicted: Dict[str, np.ndarray], graph: ArchGraph, modul
                        key: jax.Array):
     """The model's full variables: predictions, running stats 0/1, the rest at init.
 
-    Parameters without a node are drawn from the model's own initialisers one by one
-    (each with a key folded from its path), never by initialising the whole model.
+    Parameters without a node are drawn from the model's own initialisers, each with a key
+    folded from its path, never by initialising the whole model (`initial_values`).
     """
     flat_abstract = jax.tree_util.tree_flatten_with_path(graph.abstract_variables)
-    initialisers = graph.initialisers
-    if graph.not_predicted and not all(tuple(p.split("/")) in initialisers for p in graph.not_predicted):
-        if module is None:
-            raise GhnError("parameters without a GHN node need the Flax module to be initialised")
-        from ghn_jax.graph.tracer import record_initialisers
-        initialisers = record_initialisers(module, (1,) + tuple(graph.input_shape[1:]))
-        graph.initialisers = initialisers          # graphs are cached: record once
+    missing = []
     leaves = []
     for kp, leaf in flat_abstract[0]:
         keys = tuple(getattr(k, "key", str(k)) for k in kp)
@@ -293,10 +292,51 @@ def complete_variables(predicted: Dict[str, np.ndarray], graph: ArchGraph, modul
             fill = 1.0 if keys[-1] == "var" else 0.0
             leaves.append(np.full(leaf.shape, fill, leaf.dtype))
         else:
-            fn, args, kwargs = initialisers[keys]
-            k = jax.random.fold_in(_LazyKey.get(key), zlib.crc32(path.encode()) & 0x7FFFFFFF)
-            value = np.asarray(fn(k, *args, **kwargs), leaf.dtype)
-            if value.shape != tuple(leaf.shape):
-                raise GhnError(f"initialiser of '{path}' gave shape {value.shape}, expected {tuple(leaf.shape)}")
-            leaves.append(value)
+            missing.append((len(leaves), keys, leaf))
+            leaves.append(None)
+    if missing:
+        values = initial_values(graph, module, [(keys, leaf) for _, keys, leaf in missing], _LazyKey.get(key))
+        for (i, _, _), value in zip(missing, values):
+            leaves[i] = value
     return jax.tree_util.tree_unflatten(flat_abstract[1], leaves)
+
+
+def initial_values(graph: ArchGraph, module: Optional[nn.Module], missing: List[Tuple[Tuple[str, ...], Any]],
+                   key: jax.Array) -> List[np.ndarray]:
+    """The model's own initial values of `missing` [(variable path keys, abstract leaf)].
+
+    One program draws them all, each from fold_in(key, crc32(path)), so a value does not
+    depend on which other parameters the GHN predicts. For zoo graphs the program is kept
+    as an exported artifact (`programs`): a fresh process neither re-traces the model to
+    find its initialisers nor traces them.
+    """
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    paths = ["/".join(k) for k, _ in missing]
+
+    def build():
+        initialisers = graph.initialisers
+        if not all(k in initialisers for k, _ in missing):
+            if module is None:
+                raise GhnError("parameters without a GHN node need the Flax module to be initialised")
+            from ghn_jax.graph.tracer import record_initialisers
+            initialisers = record_initialisers(module, (1,) + tuple(graph.input_shape[1:]))
+            graph.initialisers = initialisers          # graphs are cached: record once
+        recipes = [initialisers[k] for k, _ in missing]
+
+        def draw(k):
+            return [jnp.asarray(fn(jax.random.fold_in(k, zlib.crc32(p.encode()) & 0x7FFFFFFF), *args, **kwargs),
+                                leaf.dtype)
+                    for (fn, args, kwargs), p, (_, leaf) in zip(recipes, paths, missing)]
+        return jax.jit(draw), (key,)
+
+    if graph.origin:
+        spec = [graph.origin, [[p, list(leaf.shape), str(leaf.dtype)] for p, (_, leaf) in zip(paths, missing)]]
+        draw = programs.get(programs.program_key("model-init", (key,), spec), build)
+    else:
+        draw = build()[0]
+    values = [np.asarray(v) for v in jax.device_get(draw(key))]
+    for p, v, (_, leaf) in zip(paths, values, missing):
+        if v.shape != tuple(leaf.shape):
+            raise GhnError(f"initialiser of '{p}' gave shape {v.shape}, expected {tuple(leaf.shape)}")
+    return values

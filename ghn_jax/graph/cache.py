@@ -79,5 +79,6 @@ def zoo_graph(name: str, num_classes: int = 1000, input_shape: Optional[Sequence
                 np.savez(tmp, **_to_arrays(graph))
         except (OSError, Exception):
             pass                    # caching is an optimisation only
+    graph.origin = "zoo:" + os.path.basename(path)[:-len(".npz")]
     _MEMORY[key] = graph
     return graph

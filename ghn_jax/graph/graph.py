@@ -48,6 +48,9 @@ class ArchGraph:
     input_shape: Tuple[int, ...]
     # The model's own initialisers of the parameters (in memory only, not saved).
     initialisers: Dict[Tuple[str, ...], Any] = dataclasses.field(default_factory=dict, repr=False)
+    # Where a cached graph came from (e.g. 'zoo:vit_b_16:1000:2x224x224x3'): programs made
+    # for it (the initialisers of unpredicted parameters) are kept on disk under this name.
+    origin: str = dataclasses.field(default="", repr=False)
 
     @property
     def n_nodes(self) -> int:
