@@ -5,8 +5,9 @@
 "predict" is graph + GHN + tiling into the model's variables (what the reference's
 figures cover); writing the file is reported apart. warm: median of --repeats calls after
 one warm-up in this process (the graph is cached in memory). cold: the first call in a
-fresh process (a subprocess), compile included, with empty graph and compilation caches,
-and again with both warm. GHN-T is the seeded reference GHN-3-T when ../shared is
+fresh process (a subprocess), compile included, with empty caches (graphs, serialised
+programs, compilation), and again with all of them warm; median of --cold-repeats
+processes each. GHN-T is the seeded reference GHN-3-T when ../shared is
 present, otherwise a random one of the same size (timing does not depend on the values);
 GHN-XL has random weights (654M parameters), as in the reference's measurement.
 Reference seconds (original PyTorch code, fp32, this 2-core machine): GHN-T graph + GHN
@@ -82,6 +83,7 @@ def main():
     ap.add_argument("--archs", default="resnet50,vit_b_16")
     ap.add_argument("--sizes", default="t,xl")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cold-repeats", type=int, default=3, help="fresh processes per cold figure (median)")
     ap.add_argument("--worker", nargs=3)
     args = ap.parse_args()
     if args.worker:
@@ -94,9 +96,13 @@ def main():
                 one_call(ghn, arch, d)
                 runs = [one_call(ghn, arch, d) for _ in range(args.repeats)]
             warm = {k: round(statistics.median(r[k] for r in runs), 4) for k in runs[0]}
-            with tempfile.TemporaryDirectory() as cache:
-                cold_empty = cold(size, arch, cache)
-                cold_cached = cold(size, arch, cache)
+            empties, cached = [], []
+            for _ in range(args.cold_repeats):     # fresh processes vary more than warm calls
+                with tempfile.TemporaryDirectory() as cache:
+                    empties.append(cold(size, arch, cache))
+                    cached.append(cold(size, arch, cache))
+            cold_empty = {k: statistics.median(r[k] for r in empties) for k in empties[0]}
+            cold_cached = {k: statistics.median(r[k] for r in cached) for k in cached[0]}
             ref_graph, ref_ghn = REFERENCE[(size, arch)]
             ref = ref_graph + ref_ghn
             ref_cold = REFERENCE_COLD[(size, arch)]

@@ -49,8 +49,28 @@ class _LazyKey:
         if not isinstance(k, _LazyKey):
             return k
         if k._key is None:
-            k._key = jax.random.PRNGKey(k.rng) if isinstance(k.rng, int) else k.rng
+            k._key = _prng_key(k.rng) if isinstance(k.rng, int) else k.rng
         return k._key
+
+    @staticmethod
+    def numpy_rng(k, *salt: int) -> np.random.Generator:
+        """A numpy generator determined by the key (or seed) and `salt`; nothing is compiled."""
+        seed = k.rng if isinstance(k, _LazyKey) and isinstance(k.rng, int) else _LazyKey.get(k)
+        if not isinstance(seed, int):
+            if jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
+                seed = jax.random.key_data(seed)
+            seed = [int(v) for v in np.asarray(seed).ravel()]
+        else:
+            seed = [seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF]
+        return np.random.default_rng(seed + [int(s) for s in salt])
+
+
+def _prng_key(seed: int):
+    """jax.random.PRNGKey(seed) without a compile (a cold predict pays ~0.05 s per eager op):
+    threefry's key is [high, low] 32 bits of the seed."""
+    if jax.config.jax_default_prng_impl == "threefry2x32" and 0 <= seed < 2 ** 32:
+        return jnp.asarray(np.array([0, seed], np.uint32))
+    return jax.random.PRNGKey(seed)
 
 
 def _forward(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes, slot, r, c, one_d, last_w, last_b,
@@ -170,8 +190,9 @@ class GHN:
                 p = block.reshape(h, w, *block.shape[1:]).transpose(2, 3, 0, 1)
                 p = p[: min(t.key_out, t.target[0]), : min(t.key_in, t.target[1])]
                 if len(t.target) == 3:                    # positional embedding (1, T, C)
-                    rng, k = jax.random.split(_LazyKey.get(rng))
-                    cls_row = np.asarray(0.02 * jax.random.normal(k, (1, 1, p.shape[1])), np.float32)
+                    # The reference draws this row from torch's global RNG at every call.
+                    gen = _LazyKey.numpy_rng(rng, zlib.crc32(name.encode()))
+                    cls_row = (0.02 * gen.standard_normal((1, 1, p.shape[1]))).astype(np.float32)
                     v = assign.tile_pos(p, t.target, cls_row)
                 elif len(t.target) == 2:
                     v = p[:, :, h // 2, w // 2]

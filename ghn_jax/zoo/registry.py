@@ -46,9 +46,35 @@ def register(name: str, *, input_size: int = 224, family: str = ""):
     return deco
 
 
+_INFRA = {"registry", "layers"}
+_LOADED = False
+
+
 def _ensure_loaded():
-    # Importing the package imports every family module, which registers it.
-    import ghn_jax.zoo  # noqa: F401
+    """Imports every family module (each registers its constructors on import)."""
+    global _LOADED
+    if _LOADED:
+        return
+    import importlib
+    import pkgutil
+    import ghn_jax.zoo as package
+    for m in pkgutil.iter_modules(package.__path__):
+        if m.name not in _INFRA and not m.name.startswith("_"):
+            importlib.import_module(f"ghn_jax.zoo.{m.name}")
+    _LOADED = True
+
+
+def _load_family(name: str) -> None:
+    """Imports only the family module of `name` when the index knows it."""
+    import importlib
+    from ghn_jax.zoo._index import MODULE
+    exact = _exact(name)
+    if exact not in MODULE:
+        loose = [n for n in MODULE if _norm(n) == _norm(name)]
+        if len(loose) != 1:
+            return
+        exact = loose[0]
+    importlib.import_module(f"ghn_jax.zoo.{MODULE[exact]}")
 
 
 def canonical_name(name: str) -> str:
@@ -56,17 +82,24 @@ def canonical_name(name: str) -> str:
 
 
 def entry(name: str) -> ZooEntry:
-    _ensure_loaded()
-    if _exact(name) in _REGISTRY:
-        return _REGISTRY[_exact(name)]
+    for load in (_load_family, lambda _: _ensure_loaded()):
+        load(name)
+        if _exact(name) in _REGISTRY:
+            return _REGISTRY[_exact(name)]
+        loose = _LOOSE.get(_norm(name), [])
+        if len(loose) == 1 and (_LOADED or len([n for n in _index_names() if _norm(n) == _norm(name)]) == 1):
+            return _REGISTRY[loose[0]]          # e.g. vit_b16 / ViT-B-16 -> vit_b_16
     loose = _LOOSE.get(_norm(name), [])
-    if len(loose) == 1:                      # e.g. vit_b16 / ViT-B-16 -> vit_b_16
-        return _REGISTRY[loose[0]]
     names = sorted(_REGISTRY)
     close = loose or difflib.get_close_matches(_exact(name), names, n=4, cutoff=0.5)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise UnknownArchError(
         f"unknown architecture '{name}'.{hint} (`python -m ghn_jax.graph --list` lists all {len(names)})")
+
+
+def _index_names():
+    from ghn_jax.zoo._index import MODULE
+    return MODULE
 
 
 def get(name: str, num_classes: int = 1000, **kwargs) -> nn.Module:

@@ -38,3 +38,22 @@ def test_unknown_name_lists_closest():
 
 def test_inception_input_size():
     assert zoo.input_size("inception_v3") == 299 and zoo.input_size("resnet18") == 224
+
+
+def test_family_index_matches_the_registry():
+    """A lookup imports only its family (ghn_jax/zoo/_index.py): the index must name the module
+    that registers every model."""
+    from ghn_jax.zoo import registry
+    from ghn_jax.zoo._index import MODULE
+    zoo.list_models()
+    assert MODULE == {n: e.builder.__module__.rsplit(".", 1)[-1] for n, e in registry._REGISTRY.items()
+                      if e.builder.__module__.startswith("ghn_jax.zoo.")}
+
+
+def test_lookup_imports_only_its_family():
+    import subprocess
+    import sys
+    code = ("import sys; from ghn_jax import zoo; zoo.get('ViT-B-16'); "
+            "print(sorted(m for m in sys.modules if m.startswith('ghn_jax.zoo.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "ghn_jax.zoo.vit" in out and "ghn_jax.zoo.resnet" not in out
