@@ -16,8 +16,6 @@ A damaged or incompatible artifact is rebuilt; the cache is an optimisation only
 folder that cannot be written only costs the saving.
 """
 import contextlib
-import functools
-import glob
 import hashlib
 import json
 import os
@@ -31,16 +29,10 @@ _MEMORY: Dict[str, Callable] = {}
 _LOCK = threading.Lock()
 
 
-@functools.lru_cache(maxsize=None)
 def code_hash() -> str:
-    """Hash of the code a GHN program is built from (ghn and graph packages)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    h = hashlib.sha256()
-    for sub in ("ghn", "graph", "zoo"):
-        for path in sorted(glob.glob(os.path.join(root, sub, "*.py"))):
-            with open(path, "rb") as f:
-                h.update(f.read())
-    return h.hexdigest()[:16]
+    """Hash of the code a program is built from (ghn, graph and zoo packages)."""
+    from ghn_jax.code_hash import code_hash as source_hash
+    return source_hash("ghn", "graph", "zoo")
 
 
 def directory() -> Optional[str]:

@@ -4,9 +4,6 @@ The graph of a zoo model depends only on its name, class count, input shape and 
 of ghn_jax's graph and zoo packages, so the on-disk key includes a hash of that code: an
 edited model or tracer never reuses a stale graph.
 """
-import functools
-import glob
-import hashlib
 import json
 import os
 from typing import Dict, Optional, Sequence, Tuple
@@ -20,15 +17,9 @@ from ghn_jax.graph.graph import ArchGraph
 _MEMORY: Dict[Tuple, ArchGraph] = {}
 
 
-@functools.lru_cache(maxsize=None)
 def _code_hash() -> str:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    h = hashlib.sha256()
-    for sub in ("graph", "zoo", "export"):
-        for path in sorted(glob.glob(os.path.join(root, sub, "*.py"))):
-            with open(path, "rb") as f:
-                h.update(f.read())
-    return h.hexdigest()[:16]
+    from ghn_jax.code_hash import code_hash
+    return code_hash("graph", "zoo", "export")
 
 
 def _to_arrays(g: ArchGraph) -> Dict[str, np.ndarray]:
