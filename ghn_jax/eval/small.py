@@ -30,7 +30,7 @@ import jax
 import flax.linen as nn
 
 from ghn_jax.zoo import convnext, densenet, googlenet, mnasnet, mobilenet, resnet, shufflenet, vgg
-from ghn_jax.zoo.layers import (BatchNorm2d, Conv2d, Conv2dNormActivation, Dropout, Linear, LayerNorm,
+from ghn_jax.zoo.layers import (BatchNorm2d, Conv2d, Conv2dNormActivation, Dropout, Linear,
                                 adaptive_avg_pool2d, global_avg_pool, make_divisible, max_pool2d)
 
 
@@ -137,33 +137,6 @@ class SmallMobileNetV3(mobilenet.MobileNetV3):
 
 # ---------------------------------------------------------------------------- VGG, AlexNet
 
-class _SmallVGGFeatures(vgg._VGGFeatures):
-    @nn.compact
-    def __call__(self, x, train):
-        i = 0
-        for v in self.cfg:
-            if v == "M":
-                if i >= 10:               # torch index of this MaxPool2d in `features`
-                    x = max_pool2d(x, 2, 2)
-                i += 1
-                continue
-            x = Conv2d(v, 3, padding=1, name=str(i))(x)
-            if self.batch_norm:
-                x = BatchNorm2d(train, name=str(i + 1))(x)
-                i += 1
-            x = jax.nn.relu(x)
-            i += 2
-        return x
-
-
-class SmallVGG(vgg.VGG):
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        x = _SmallVGGFeatures(self.cfg, self.batch_norm, name="features")(x, train)
-        x = vgg.flatten_nchw(adaptive_avg_pool2d(x, 7))
-        return vgg._Dense3(("0", "3", "6"), self.num_classes, self.dropout, False, name="classifier")(x, train)
-
-
 class _SmallAlexFeatures(nn.Module):
     @nn.compact
     def __call__(self, x):
@@ -249,52 +222,17 @@ class SmallMNASNet(mnasnet.MNASNet):
         return mobilenet.DropoutLinear(self.num_classes, self.dropout, name="classifier")(global_avg_pool(x), train)
 
 
-# ------------------------------------------------------------------------------- ConvNeXt
-
-class _SmallConvNeXtStem(nn.Module):
-    dim: int
-
-    @nn.compact
-    def __call__(self, x):
-        x = Conv2d(self.dim, 4, 1, 0, name="0")(x)
-        return LayerNorm(convnext._EPS, name="1")(x)
-
-
-class _SmallConvNeXtFeatures(convnext._Features):
-    @nn.compact
-    def __call__(self, x, train):
-        x = _SmallConvNeXtStem(self.setting[0][0], name="0")(x)
-        total = sum(n for _, _, n in self.setting)
-        idx, block_id = 1, 0
-        for dim, out, n in self.setting:
-            probs = tuple(self.sd_prob * (block_id + i) / (total - 1.0) for i in range(n))
-            x = convnext._Stage(dim, probs, name=str(idx))(x, train)
-            block_id += n
-            idx += 1
-            if out is not None:
-                x = convnext._Down(out, name=str(idx))(x)
-                idx += 1
-        return x
-
-
-class SmallConvNeXt(convnext.ConvNeXt):
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        x = _SmallConvNeXtFeatures(self.setting, self.sd_prob, name="features")(x, train)
-        return convnext._Classifier(self.num_classes, name="classifier")(global_avg_pool(x))
-
-
 _ADAPTED = {
     resnet.ResNet: SmallResNet,
     densenet.DenseNet: SmallDenseNet,
     mobilenet.MobileNetV2: SmallMobileNetV2,
     mobilenet.MobileNetV3: SmallMobileNetV3,
-    vgg.VGG: SmallVGG,
+    vgg.VGG: lambda **f: vgg.VGG(**dict(f, first_pool=10)),
     vgg.AlexNet: SmallAlexNet,
     shufflenet.ShuffleNetV2: SmallShuffleNetV2,
     googlenet.GoogLeNet: SmallGoogLeNet,
     mnasnet.MNASNet: SmallMNASNet,
-    convnext.ConvNeXt: SmallConvNeXt,
+    convnext.ConvNeXt: lambda **f: convnext.ConvNeXt(**dict(f, stem_stride=1)),
 }
 
 SUPPORTED_FAMILIES = ("resnet/resnext/wide_resnet", "densenet", "mobilenet_v2/v3", "vgg", "alexnet",
@@ -303,7 +241,7 @@ SUPPORTED_FAMILIES = ("resnet/resnext/wide_resnet", "densenet", "mobilenet_v2/v3
 
 def adapt(model: nn.Module) -> Optional[nn.Module]:
     """The small-image twin of a zoo model (same fields, same names), or None if its family
-    has no adaptation."""
+    has no adaptation. VGG and ConvNeXt take it as a field of the zoo module itself."""
     cls = _ADAPTED.get(type(model))
     if cls is None:
         return None

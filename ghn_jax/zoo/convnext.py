@@ -48,10 +48,11 @@ class _Stage(nn.Module):
 
 class _Stem(nn.Module):
     dim: int
+    stride: int = 4
 
     @nn.compact
     def __call__(self, x):
-        x = Conv2d(self.dim, 4, 4, 0, name="0")(x)
+        x = Conv2d(self.dim, 4, self.stride, 0, name="0")(x)
         return LayerNorm(_EPS, name="1")(x)         # LayerNorm2d == LayerNorm over NHWC channels
 
 
@@ -67,10 +68,11 @@ class _Down(nn.Module):
 class _Features(nn.Module):
     setting: Tuple
     sd_prob: float
+    stem_stride: int = 4
 
     @nn.compact
     def __call__(self, x, train):
-        x = _Stem(self.setting[0][0], name="0")(x)
+        x = _Stem(self.setting[0][0], self.stem_stride, name="0")(x)
         total = sum(n for _, _, n in self.setting)
         idx, block_id = 1, 0
         for dim, out, n in self.setting:
@@ -97,10 +99,11 @@ class ConvNeXt(nn.Module):
     setting: Tuple              # (channels, out_channels or None, blocks) per stage
     sd_prob: float
     num_classes: int = 1000
+    stem_stride: int = 4        # 1 on small images (ppuda adjust_net, ghn_jax.eval.small)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = _Features(self.setting, self.sd_prob, name="features")(x, train)
+        x = _Features(self.setting, self.sd_prob, self.stem_stride, name="features")(x, train)
         return _Classifier(self.num_classes, name="classifier")(global_avg_pool(x))
 
 

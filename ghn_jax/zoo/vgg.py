@@ -59,13 +59,15 @@ class AlexNet(nn.Module):
 class _VGGFeatures(nn.Module):
     cfg: Tuple[Union[int, str], ...]
     batch_norm: bool
+    first_pool: int = 0         # max-pools at torch indices below this are left out
 
     @nn.compact
     def __call__(self, x, train):
         i = 0
         for v in self.cfg:
             if v == "M":
-                x = max_pool2d(x, 2, 2)
+                if i >= self.first_pool:
+                    x = max_pool2d(x, 2, 2)
                 i += 1
                 continue
             x = Conv2d(v, 3, padding=1, name=str(i))(x)
@@ -82,10 +84,11 @@ class VGG(nn.Module):
     batch_norm: bool = False
     num_classes: int = 1000
     dropout: float = 0.5
+    first_pool: int = 0         # 10 on small images (ppuda adjust_net, ghn_jax.eval.small)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = _VGGFeatures(self.cfg, self.batch_norm, name="features")(x, train)
+        x = _VGGFeatures(self.cfg, self.batch_norm, self.first_pool, name="features")(x, train)
         x = flatten_nchw(adaptive_avg_pool2d(x, 7))
         return _Dense3(("0", "3", "6"), self.num_classes, self.dropout, False, name="classifier")(x, train)
 
