@@ -31,7 +31,7 @@ import flax.linen as nn
 
 from ghn_jax.zoo import convnext, densenet, googlenet, mnasnet, mobilenet, resnet, shufflenet, vgg
 from ghn_jax.zoo.layers import (BatchNorm2d, Conv2d, Conv2dNormActivation, Dropout, Linear,
-                                adaptive_avg_pool2d, global_avg_pool, make_divisible, max_pool2d)
+                                global_avg_pool, make_divisible, max_pool2d)
 
 
 # ------------------------------------------------------------------------------- ResNet
@@ -135,26 +135,6 @@ class SmallMobileNetV3(mobilenet.MobileNetV3):
                                        name="classifier")(global_avg_pool(x), train)
 
 
-# ---------------------------------------------------------------------------- VGG, AlexNet
-
-class _SmallAlexFeatures(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        x = jax.nn.relu(Conv2d(64, 11, 1, 2, name="0")(x))
-        x = max_pool2d(jax.nn.relu(Conv2d(192, 5, 1, 2, name="3")(x)), 3, 2)
-        x = jax.nn.relu(Conv2d(384, 3, 1, 1, name="6")(x))
-        x = jax.nn.relu(Conv2d(256, 3, 1, 1, name="8")(x))
-        x = jax.nn.relu(Conv2d(256, 3, 1, 1, name="10")(x))
-        return max_pool2d(x, 3, 2)
-
-
-class SmallAlexNet(vgg.AlexNet):
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        x = vgg.flatten_nchw(adaptive_avg_pool2d(_SmallAlexFeatures(name="features")(x), 6))
-        return vgg._Dense3(("1", "4", "6"), self.num_classes, self.dropout, True, name="classifier")(x, train)
-
-
 # --------------------------------------------------------------------------- ShuffleNetV2
 
 class SmallShuffleNetV2(shufflenet.ShuffleNetV2):
@@ -228,7 +208,7 @@ _ADAPTED = {
     mobilenet.MobileNetV2: SmallMobileNetV2,
     mobilenet.MobileNetV3: SmallMobileNetV3,
     vgg.VGG: lambda **f: vgg.VGG(**dict(f, first_pool=10)),
-    vgg.AlexNet: SmallAlexNet,
+    vgg.AlexNet: lambda **f: vgg.AlexNet(**dict(f, small=True)),
     shufflenet.ShuffleNetV2: SmallShuffleNetV2,
     googlenet.GoogLeNet: SmallGoogLeNet,
     mnasnet.MNASNet: SmallMNASNet,
@@ -241,7 +221,7 @@ SUPPORTED_FAMILIES = ("resnet/resnext/wide_resnet", "densenet", "mobilenet_v2/v3
 
 def adapt(model: nn.Module) -> Optional[nn.Module]:
     """The small-image twin of a zoo model (same fields, same names), or None if its family
-    has no adaptation. VGG and ConvNeXt take it as a field of the zoo module itself."""
+    has no adaptation. VGG, AlexNet and ConvNeXt take it as a field of the zoo module itself."""
     cls = _ADAPTED.get(type(model))
     if cls is None:
         return None

@@ -36,9 +36,13 @@ class _Dense3(nn.Module):
 
 
 class _AlexFeatures(nn.Module):
+    small: bool = False         # small images: first conv stride 1, first max-pool removed
+
     @nn.compact
     def __call__(self, x):
-        x = max_pool2d(jax.nn.relu(Conv2d(64, 11, 4, 2, name="0")(x)), 3, 2)
+        x = jax.nn.relu(Conv2d(64, 11, 1 if self.small else 4, 2, name="0")(x))
+        if not self.small:
+            x = max_pool2d(x, 3, 2)
         x = max_pool2d(jax.nn.relu(Conv2d(192, 5, 1, 2, name="3")(x)), 3, 2)
         x = jax.nn.relu(Conv2d(384, 3, 1, 1, name="6")(x))
         x = jax.nn.relu(Conv2d(256, 3, 1, 1, name="8")(x))
@@ -49,10 +53,11 @@ class _AlexFeatures(nn.Module):
 class AlexNet(nn.Module):
     num_classes: int = 1000
     dropout: float = 0.5
+    small: bool = False         # True on small images (ppuda adjust_net, ghn_jax.eval.small)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        x = flatten_nchw(adaptive_avg_pool2d(_AlexFeatures(name="features")(x), 6))
+        x = flatten_nchw(adaptive_avg_pool2d(_AlexFeatures(self.small, name="features")(x), 6))
         return _Dense3(("1", "4", "6"), self.num_classes, self.dropout, True, name="classifier")(x, train)
 
 
