@@ -21,8 +21,8 @@ def get_config():
     c.optim.lr = 1e-3
     c.optim.schedule = "cosine"
     c.optim.epochs = 10
-    c.steps_per_epoch = 60
-    c.total_steps = 300                  # half of the cosine (10 epochs x 60 steps): lr ends at 5e-4
+    c.steps_per_epoch = 100
+    c.total_steps = 800                  # 8 of the cosine's 10 epochs: lr ends at 1e-4
     c.checkpoint.every_steps = 200
     c.log_every = 20
     return c

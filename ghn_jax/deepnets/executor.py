@@ -12,8 +12,12 @@ architectures: a new genotype reuses the kernels of the ops it is made of.
 Values are exactly those of the Flax `Network` (the same modules, applied op by op);
 gradients are jax's own VJPs of those modules.
 """
+import atexit
 import dataclasses
 import functools
+import gc
+import logging
+import queue
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -22,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ghn_jax.deepnets.network import NetPlan, Ops, run_plan
-from ghn_jax.deepnets.ops import OpSpec, make_op
+from ghn_jax.deepnets.ops import OpSpec, make_op, shift_add_depthwise
 
 
 class Raw:
@@ -39,7 +43,11 @@ class Raw:
 
 
 def _apply(key: Tuple, p, xs):
-    """(output, norm of the op's parameters if it builds them from raw blocks, else 0)."""
+    """(output, norm of the op's parameters if it builds them from raw blocks, else 0).
+
+    key: (kind, [OpSpec, [builder]], optimised); the last entry only separates the traces
+    of the two tiers in jit's cache (depthwise convolutions differ, see ops.py)."""
+    key = key[:-1]
     kind, builder = key[0], key[2] if len(key) > 2 else None
     norm = jnp.zeros((), jnp.float32)
     if builder is not None:
@@ -59,13 +67,24 @@ def _apply(key: Tuple, p, xs):
     return y, norm
 
 
-# Kernels are small: on CPU their time is in library convolutions and matmuls, while
-# XLA's backend optimisation roughly doubles their compile time (docs/deepnets.md).
+# Tiered compilation (docs/deepnets.md, "Executor"). On CPU a kernel is first compiled
+# without XLA's backend optimisation, which compiles ~1.4x faster: most of a stream's
+# kernel signatures are met only a few times. A signature used by `HOT_USES` network
+# forward passes (several uses within one pass count once) is compiled again with full
+# optimisation in a background thread (elementwise code such as batch norm and parameter
+# shaping runs ~2x faster) and replaces the first program.
 # (Decided at first compile, not import: importing must not start jax's backend, which
 # jax.distributed.initialize needs to do itself.)
+HOT_USES = 3
+
+
 @functools.lru_cache(None)
-def _kernel_options():
-    return {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+def _tiered() -> bool:
+    return jax.default_backend() == "cpu"
+
+
+def _kernel_options(tier: int):
+    return {"xla_backend_optimization_level": 0} if tier == 0 and _tiered() else None
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -215,11 +234,16 @@ class _KernelOps(Ops):
 class _TapeOps(_KernelOps):
     def __init__(self, params: Dict[str, Any], tape: Tape, dropout_key, record: bool):
         self.params, self.tape, self.dropout_key, self.record = params, tape, dropout_key, record
+        self.counted = set()          # kernels whose use this pass has counted
 
     def _call(self, key, name, xs):
         key, p = _with_params(key, self.params[name] if name is not None else {})
         arrays = tuple(x.a for x in xs)
-        fwd, bwd, _ = _kernel(key, p, arrays)
+        e = _kernel(key, p, arrays)
+        fwd, bwd = e.fwd, e.bwd
+        if e.tier == 0 and id(e) not in self.counted:
+            self.counted.add(id(e))
+            _used(key, p, arrays, e)
         (out, norm), vjp = fwd(p, arrays)
         v = _V(out, self.tape.new_value())
         if len(key) > 2:
@@ -240,13 +264,30 @@ class _AbstractOps(_KernelOps):
 
     def _call(self, key, name, xs):
         key, p = _with_params(key, self.params[name] if name is not None else {})
-        return _kernel(key, p, tuple(xs))[2]
+        return _kernel(key, p, tuple(xs)).out
 
 
-_COMPILED: Dict[Any, Any] = {}      # kernel signature -> (fwd, bwd) compiled programs, abstract output
+class _Programs:
+    """The compiled forward and backward programs of one kernel signature."""
+    __slots__ = ("fwd", "bwd", "out", "uses", "tier")
+
+    def __init__(self, fwd, bwd, out, tier):
+        self.fwd, self.bwd, self.out, self.uses, self.tier = fwd, bwd, out, 0, tier
 
 
-def _kernel(key, p, xs):
+_COMPILED: Dict[Any, _Programs] = {}      # kernel signature -> its programs
+
+
+def _compile_kernel(key, p, xs, tier: int) -> _Programs:
+    opts = _kernel_options(tier)
+    with shift_add_depthwise(opts is None):
+        fwd, ((out, norm), vjp) = compile_abstract(_fwd_kernel, key + (opts is None,), batch_sharding(xs[0]) if xs else None,
+                                                   p, xs, compiler_options=opts)
+    bwd, _ = compile_abstract(_bwd_kernel, shardings_of((p, xs)), vjp, (out, norm), compiler_options=opts)
+    return _Programs(fwd, bwd, out, tier)
+
+
+def _kernel(key, p, xs) -> _Programs:
     """The compiled forward and backward programs of one op at these shapes.
 
     Programs are compiled ahead of time (`lower().compile()`) and called directly: a jit
@@ -257,13 +298,82 @@ def _kernel(key, p, xs):
     e = _COMPILED.get(sig)
     if e is None:
         p, xs = abstract(p), abstract(xs)
-        opts = _kernel_options()
-        fwd, ((out, norm), vjp) = compile_abstract(_fwd_kernel, key, batch_sharding(xs[0]) if xs else None, p, xs,
-                                                   compiler_options=opts)
-        bwd, _ = compile_abstract(_bwd_kernel, shardings_of((p, xs)), vjp, (out, norm), compiler_options=opts)
+        e = _COMPILED[sig] = _compile_kernel(key, p, xs, 0 if _tiered() else 1)
+        out = e.out
         compile_abstract(_accumulate, out, out)     # a value with several consumers sums cotangents
-        e = _COMPILED[sig] = (fwd, bwd, out)
     return e
+
+
+def _used(sig_key, p, xs, e: _Programs):
+    """Counts a forward pass using this kernel; the `HOT_USES`-th queues it for full optimisation."""
+    e.uses += 1
+    if e.uses == HOT_USES and e.tier == 0:
+        # jax's config is per thread where set by a context (enable_x64): carry it along
+        _upgrader().put((sig_key, abstract(p), abstract(xs), bool(jax.config.read("jax_enable_x64"))))
+
+
+class _Upgrader(threading.Thread):
+    """Recompiles hot kernels with full optimisation, one at a time, in the background."""
+
+    def __init__(self):
+        super().__init__(daemon=True, name="ghn_jax-kernel-upgrade")
+        self.queue = queue.Queue()
+        self.done = 0
+
+    def put(self, item):
+        self.queue.put(item)
+
+    def stop(self):
+        """Drops queued upgrades and waits for the one compiling (a compile cut short by
+        interpreter exit aborts the process)."""
+        try:
+            while True:
+                self.queue.get_nowait()
+                self.queue.task_done()
+        except queue.Empty:
+            pass
+        self.queue.put(None)
+        self.join(timeout=60)
+
+    def run(self):
+        while True:
+            item = self.queue.get()
+            if item is None:
+                self.queue.task_done()
+                return
+            key, p, xs, x64 = item
+            try:
+                sig = (key, signature((p, xs)))
+                if sig in _COMPILED:                   # not evicted meanwhile
+                    with jax.enable_x64(x64):
+                        e = _compile_kernel(key, p, xs, 1)
+                    e.uses = HOT_USES
+                    _COMPILED[sig] = e
+                    self.done += 1
+            except Exception as e:                     # keep the tier-0 program; never kill training
+                logging.getLogger(__name__).warning("kernel %s: optimised recompile failed, keeping the "
+                                                    "unoptimised program: %r", key[:2], e)
+            finally:
+                self.queue.task_done()
+
+
+_UPGRADER: List[_Upgrader] = []
+_UPGRADER_LOCK = threading.Lock()
+
+
+def _upgrader() -> _Upgrader:
+    with _UPGRADER_LOCK:
+        if not _UPGRADER:
+            _UPGRADER.append(_Upgrader())
+            _UPGRADER[0].start()
+            atexit.register(_UPGRADER[0].stop)
+        return _UPGRADER[0]
+
+
+def wait_for_upgrades():
+    """Blocks until every queued kernel upgrade has compiled (tests, benchmarks)."""
+    if _UPGRADER:
+        _UPGRADER[0].queue.join()
 
 
 def signature(tree) -> Tuple:
@@ -288,6 +398,14 @@ def abstract(tree):
     return jax.tree_util.tree_map(leaf, tree, is_leaf=lambda a: isinstance(a, Raw))
 
 
+def _map_count() -> Optional[int]:
+    try:
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return None
+
+
 class Executor:
     """Runs DeepNets networks op by op with cached kernels; gradients by a reverse tape walk.
 
@@ -302,19 +420,25 @@ class Executor:
     # mappings all jit caches are dropped; recompiles are cheap with a persistent cache.
     max_maps = 40_000
 
-    def maybe_evict(self) -> bool:
-        """Clears jax's compilation caches when the process holds more than `max_maps`
-        memory mappings (Linux; elsewhere never)."""
-        try:
-            with open("/proc/self/maps") as f:
-                n = sum(1 for _ in f)
-        except OSError:
-            return False
-        if n <= self.max_maps:
-            return False
+    def maybe_evict(self) -> int:
+        """Frees compiled programs when the process holds more than `max_maps` memory
+        mappings (Linux; elsewhere never). Returns 0 (nothing done), 1 (jax's caches and the
+        unoptimised kernels dropped; the optimised, i.e. hot, kernels are kept, since the
+        programs called here are held by `_COMPILED`, not by jax's caches) or 2 (everything
+        dropped, because the hot kernels alone fill the mappings)."""
+        n = _map_count()
+        if n is None or n <= self.max_maps:
+            return 0
         jax.clear_caches()
+        for sig in [s for s, e in list(_COMPILED.items()) if e.tier == 0]:
+            _COMPILED.pop(sig, None)
+        gc.collect()
+        n = _map_count()
+        if n is not None and n <= self.max_maps * 3 // 4:
+            return 1
         _COMPILED.clear()
-        return True
+        gc.collect()
+        return 2
 
     def forward(self, plan: NetPlan, params: Dict[str, Any], x: jax.Array,
                 dropout_key: Optional[jax.Array] = None, record: bool = True):

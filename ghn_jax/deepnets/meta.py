@@ -180,14 +180,10 @@ class MetaStep:
     # -- host-side planning (numpy) ------------------------------------------------------
     def _inputs(self, graphs: Sequence[ArchGraph]):
         co, ci, s, _ = self.module.max_shape
-        batch = pad_graphs(graphs)
-        m = batch.num_nodes
-        si = shape_indices(batch.node_types, batch.shapes, self.module.num_classes, s)
         conv_nodes, pixels, one_d, jobs = [], [], [], []     # pixels: (slot, row, col) arrays per conv node
         n_pix = 0
-        last_w, last_b = [], []
+        last_w, last_b = [], []                              # nodes as (graph, node) until the padding is known
         for gi, g in enumerate(graphs):
-            base = gi * m
             tasks = assign.plan(g, self.module.max_shape, centre=True)
             abstract = g.abstract_variables
             for t in tasks:
@@ -201,18 +197,18 @@ class MetaStep:
                     rows, cols = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
                     pixels.append((np.full(rows.size, len(conv_nodes)), rows.ravel(), cols.ravel()))
                     n_pix += rows.size
-                    conv_nodes.append(base + t.node)
+                    conv_nodes.append((gi, t.node))
                     keep = (min(t.key_out, t.target[0]), min(t.key_in, t.target[1]))
                     a = _Assign("conv", t.target, leaf, is_kernel, hw, keep, s)
                     jobs.append(_Job(a, "pix", start, hw[0] * hw[1], (_param_path(name),), gi))
                 elif t.kind == "class":
                     a = _Assign("class", t.target, leaf, is_kernel, keep=(t.target[0], min(t.key_in, t.target[1])))
                     jobs.append(_Job(a, "cw", gi, 1, (_param_path(name),), gi))
-                    last_w.append(base + t.node)
+                    last_w.append((gi, t.node))
                 elif t.kind == "class_bias":
                     jobs.append(_Job(_Assign("class_bias", t.target, leaf, False), "cb", gi, 1,
                                      (_param_path(name),), gi))
-                    last_b.append(base + t.node)
+                    last_b.append((gi, t.node))
                 else:
                     extras = g.extra_params[t.node]
                     bias_leaf = tuple(tree_paths.get(abstract, extras[0]).shape) if extras else ()
@@ -220,22 +216,42 @@ class MetaStep:
                                 bias_leaf=bias_leaf)
                     jobs.append(_Job(a, "rows", len(one_d), 1,
                                      tuple(_param_path(p) for p in (name,) + tuple(extras)), gi))
-                    one_d.append(base + t.node)
+                    one_d.append((gi, t.node))
             if g.not_predicted:
                 raise GhnError(f"{g.name}: parameters without a GHN node cannot be trained through the "
                                f"GHN: {g.not_predicted}")
         if len(last_w) != len(graphs) or len(last_b) != len(graphs):
             raise GhnError("every network of a meta-batch needs a classifier weight and bias node")
-        size = bucket_size(max(1, n_pix))
+        m, size, n_conv, n_1d = self._padding((bucket_size(max(g.n_nodes for g in graphs)), bucket_size(max(1, n_pix)),
+                                               pow2(max(1, len(conv_nodes))), pow2(max(1, len(one_d)))))
+        batch = pad_graphs(graphs, num_nodes=m)
+        si = shape_indices(batch.node_types, batch.shapes, self.module.num_classes, s)
+        flat = lambda nodes: [gi * m + k for gi, k in nodes]
         slot, rr, cc = (pad_ints(np.concatenate([p[k] for p in pixels]) if pixels else [], size) for k in range(3))
         inputs = (batch.node_types, si, batch.spd.astype(np.int32), batch.mask,
-                  pad_ints(conv_nodes, pow2(max(1, len(conv_nodes)))), slot, rr, cc,
-                  pad_ints(one_d, pow2(max(1, len(one_d)))), np.asarray(last_w, np.int32),
-                  np.asarray(last_b, np.int32))
+                  pad_ints(flat(conv_nodes), n_conv), slot, rr, cc,
+                  pad_ints(flat(one_d), n_1d), np.asarray(flat(last_w), np.int32),
+                  np.asarray(flat(last_b), np.int32))
         if self.mesh is not None:
             rep = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
             inputs = tuple(put_global(a, rep) for a in inputs)
         return inputs, jobs
+
+    # A meta-batch of B random networks lands in one of many (nodes, pixels, conv nodes, 1-D
+    # nodes) buckets, and each new combination compiles the whole GHN forward and backward
+    # (seconds). A padding already used is taken instead when it costs at most `slack` times
+    # the exact bucket in nodes and in window pixels, the two sizes the GHN's work follows.
+    slack = 2.0
+
+    def _padding(self, exact: Tuple[int, int, int, int]) -> Tuple[int, int, int, int]:
+        """The padding (nodes, pixels, conv nodes, 1-D nodes) of a meta-batch whose own buckets are `exact`."""
+        used = self.__dict__.setdefault("_paddings", [])
+        fits = [d for d in used if all(a >= b for a, b in zip(d, exact))
+                and d[0] <= self.slack * exact[0] and d[1] <= self.slack * exact[1]]
+        if fits:
+            return min(fits, key=lambda d: (d[0] * d[0] * d[1], d))
+        used.append(exact)
+        return exact
 
     # -- the step --------------------------------------------------------------------------
     def prepare(self, graphs: Sequence[ArchGraph]):
@@ -321,7 +337,7 @@ class MetaStep:
         first_index: the position of nets[0] in a larger meta-batch split across processes
         (dropout keys follow the global position)."""
         m = len(nets)
-        if self.executor.maybe_evict():
+        if self.executor.maybe_evict() == 2:
             _PRECOMPILED.clear()
         (raw, order), saved = self.predict(ghn_params, [n.graph for n in nets], prepared)
         ces, norms, block_cts = [], [], {}

@@ -10,12 +10,15 @@ parameter names. Batch norms always use batch statistics: the reference trains G
 `NetworkLight` (BatchNorm2d with track_running_stats=False) and evaluates predicted
 parameters the same way (§4.7).
 """
+import contextlib
 import dataclasses
+import threading
 from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
+from jax import lax
 
 from ghn_jax.errors import GhnError
 from ghn_jax.zoo.layers import Conv2d, Linear, LayerNorm, avg_pool2d, gelu, max_pool2d
@@ -56,6 +59,58 @@ class BatchNormB(nn.BatchNorm):
         return (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
 
 
+_SHIFT_ADD = threading.local()
+
+
+@contextlib.contextmanager
+def shift_add_depthwise(on: bool = True):
+    """Within this context (per thread, at trace time) depthwise convolutions are traced as
+    k*k shifted multiply-adds instead of a grouped convolution.
+
+    XLA:CPU runs grouped convolutions through a generic loop, 2-8x slower than the fused
+    multiply-adds once LLVM optimises them (docs/deepnets.md, "Executor"); without backend
+    optimisation both run alike and the grouped form compiles twice as fast. Values are
+    the same up to float rounding (the sum runs in another order)."""
+    old = getattr(_SHIFT_ADD, "on", False)
+    _SHIFT_ADD.on = on
+    try:
+        yield
+    finally:
+        _SHIFT_ADD.on = old
+
+
+def _depthwise(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
+               feature_group_count=1, precision=None, **kw):
+    """lax.conv_general_dilated for nn.Conv (NHWC, HWIO); depthwise ones optionally by shifts."""
+    c = lhs.shape[-1]
+    plain = (not getattr(_SHIFT_ADD, "on", False) or feature_group_count != c or rhs.shape[2] != 1
+             or rhs.shape[3] != c or lhs.ndim != 4 or any(d != 1 for d in (lhs_dilation or (1, 1)))
+             or isinstance(padding, str))
+    if plain:
+        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+                                        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+                                        feature_group_count=feature_group_count, precision=precision, **kw)
+    (sh, sw), (dh, dw) = window_strides, (rhs_dilation or (1, 1))
+    kh, kw_ = rhs.shape[:2]
+    x = jnp.pad(lhs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    b, hp, wp, _ = x.shape
+    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw_ - 1) - 1) // sw + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw_):
+            tap = lax.slice(x, (0, i * dh, j * dw, 0), (b, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, c),
+                            (1, sh, sw, 1)) * rhs[i, j, 0]
+            out = tap if out is None else out + tap
+    return out
+
+
+def _dw_conv(c: int, ks: int, stride: int, padding: int, dilation: int = 1, name: str = None) -> nn.Conv:
+    """torch Conv2d(c, c, ks, groups=c, bias=False) whose convolution may be traced as shifts."""
+    return nn.Conv(c, (ks, ks), strides=(stride, stride), padding=((padding, padding), (padding, padding)),
+                   kernel_dilation=(dilation, dilation), feature_group_count=c, use_bias=False, name=name,
+                   conv_general_dilated=_depthwise)
+
+
 def _bn(norm: bool, name: str):
     return BatchNormB(epsilon=1e-5, name=name) if norm else (lambda x: x)
 
@@ -82,10 +137,10 @@ class _SepConvSeq(nn.Module):
     def __call__(self, x):
         s, c = self.s, self.s.c_in
         x = jax.nn.relu(x)
-        x = Conv2d(c, s.ks, s.stride, s.ks // 2, groups=c, bias=False, name="1")(x)
+        x = _dw_conv(c, s.ks, s.stride, s.ks // 2, name="1")(x)
         x = Conv2d(c, 1, bias=False, name="2")(x)
         x = jax.nn.relu(_bn(s.norm, "3")(x))
-        x = Conv2d(c, s.ks, 1, s.ks // 2, groups=c, bias=False, name="5")(x)
+        x = _dw_conv(c, s.ks, 1, s.ks // 2, name="5")(x)
         x = Conv2d(s.c_out, 1, bias=False, name="6")(x)
         return _bn(s.norm, "7")(x)
 
@@ -97,7 +152,7 @@ class _DilConvSeq(nn.Module):
     def __call__(self, x):
         s, c = self.s, self.s.c_in
         x = jax.nn.relu(x)
-        x = Conv2d(c, s.ks, s.stride, s.ks - s.ks % 2, dilation=2, groups=c, bias=False, name="1")(x)
+        x = _dw_conv(c, s.ks, s.stride, s.ks - s.ks % 2, dilation=2, name="1")(x)
         x = Conv2d(s.c_out, 1, bias=False, name="2")(x)
         return _bn(s.norm, "3")(x)
 

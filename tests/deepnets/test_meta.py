@@ -12,7 +12,7 @@ from ghn_jax.ghn.checkpoint import GHNConfig, ghn_module
 from ghn_jax.ghn.model import GHN3
 from ghn_jax.ghn.predictor import GHN
 from ghn_jax.ghn.shape_encoder import shape_indices
-from ghn_jax.graph.batch import pad_graphs
+from ghn_jax.graph.batch import bucket_size, pad_graphs
 
 CFG = GHNConfig(hid=32, layers=2, heads=4, max_shape=(32, 32, 16, 16), num_classes=10)
 
@@ -35,9 +35,21 @@ def setup():
     return specs, nets, module, params
 
 
-def test_predictions_equal_inference_predictor(setup):
+def _padded_shape(inputs):
+    """(nodes, window pixels, conv nodes, 1-D nodes) of MetaStep inputs."""
+    return inputs[0].shape[1], inputs[5].shape[0], inputs[4].shape[0], inputs[8].shape[0]
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_predictions_equal_inference_predictor(setup, reuse):
+    """reuse: the meta-batch is padded to a larger, already used padding (MetaStep._padding)."""
     specs, nets, module, params = setup
     step = MetaStep(module)
+    if reuse:
+        m, pix, conv, one_d = _padded_shape(MetaStep(module).prepare([n.graph for n in nets])[0])
+        larger = (bucket_size(m + 1), bucket_size(pix + 1), 2 * conv, 2 * one_d)
+        step._padding(larger)
+        assert _padded_shape(step.prepare([n.graph for n in nets])[0]) == larger
     (raw, _), _ = step.predict(params, [n.graph for n in nets])
     ghn = GHN(CFG, params)
     for net, r in zip(nets, raw):
@@ -119,3 +131,16 @@ def test_bfloat16_ghn_follows_float32(setup):
     assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(b16["grads"]))
     cos = float(g32 @ g16 / np.linalg.norm(g32) / np.linalg.norm(g16))
     assert cos > 0.99, cos
+
+
+def test_padding_reuses_used_buckets():
+    """A new meta-batch takes an already compiled GHN padding when it costs at most
+    `slack` x its own in nodes and pixels; otherwise it gets its own."""
+    step = MetaStep(ghn_module(CFG))
+    assert step._padding((64, 256, 8, 16)) == (64, 256, 8, 16)
+    assert step._padding((48, 200, 4, 16)) == (64, 256, 8, 16)
+    assert step._padding((64, 512, 8, 16)) == (64, 512, 8, 16)      # more pixels: new
+    assert step._padding((64, 300, 8, 16)) == (64, 512, 8, 16)
+    assert step._padding((24, 256, 8, 16)) == (24, 256, 8, 16)      # 64 > 2 x 24 nodes: new
+    assert step._padding((64, 256, 16, 16)) == (64, 256, 16, 16)    # more conv nodes: new
+    assert len(step._paddings) == 4
