@@ -79,12 +79,20 @@ HOT_USES = 3
 
 
 @functools.lru_cache(None)
-def _tiered() -> bool:
-    return jax.default_backend() == "cpu"
+def _first_tier() -> int:
+    return 0 if jax.default_backend() == "cpu" else 1
+
+
+@functools.lru_cache(None)
+def _upgrades() -> bool:
+    # Not with several CPU devices: there an optimised compile in the background starves the
+    # device threads of a running collective, and XLA:CPU aborts the process after its
+    # rendezvous timeout (seen with 8 host devices on 2 cores).
+    return _first_tier() == 0 and jax.local_device_count() == 1
 
 
 def _kernel_options(tier: int):
-    return {"xla_backend_optimization_level": 0} if tier == 0 and _tiered() else None
+    return {"xla_backend_optimization_level": 0} if tier == 0 else None
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -298,7 +306,7 @@ def _kernel(key, p, xs) -> _Programs:
     e = _COMPILED.get(sig)
     if e is None:
         p, xs = abstract(p), abstract(xs)
-        e = _COMPILED[sig] = _compile_kernel(key, p, xs, 0 if _tiered() else 1)
+        e = _COMPILED[sig] = _compile_kernel(key, p, xs, _first_tier())
         out = e.out
         compile_abstract(_accumulate, out, out)     # a value with several consumers sums cotangents
     return e
@@ -307,7 +315,7 @@ def _kernel(key, p, xs) -> _Programs:
 def _used(sig_key, p, xs, e: _Programs):
     """Counts a forward pass using this kernel; the `HOT_USES`-th queues it for full optimisation."""
     e.uses += 1
-    if e.uses == HOT_USES and e.tier == 0:
+    if e.uses == HOT_USES and e.tier == 0 and _upgrades():
         # jax's config is per thread where set by a context (enable_x64): carry it along
         _upgrader().put((sig_key, abstract(p), abstract(xs), bool(jax.config.read("jax_enable_x64"))))
 

@@ -67,7 +67,7 @@ def test_optimised_kernels_equal_network(monkeypatch):
     """Kernels compiled with full optimisation (the hot tier, whose depthwise convolutions
     are shifted multiply-adds) equal the Flax Network's grouped convolutions, strided and
     dilated ones included."""
-    monkeypatch.setattr(executor_mod, "_tiered", lambda: False)
+    monkeypatch.setattr(executor_mod, "_first_tier", lambda: 1)
     monkeypatch.setattr(executor_mod, "_COMPILED", {})
     ops = lambda s, cells: {o for c in cells for o, i in getattr(s.genotype, c)}
     specs = diverse_specs(9)
@@ -81,7 +81,8 @@ def test_optimised_kernels_equal_network(monkeypatch):
 def test_hot_kernels_are_upgraded(monkeypatch):
     """A kernel used by HOT_USES forward passes is recompiled optimised in the background and
     swapped in; the values stay those of the Network (float64), before and after."""
-    monkeypatch.setattr(executor_mod, "_tiered", lambda: True)
+    monkeypatch.setattr(executor_mod, "_first_tier", lambda: 0)
+    monkeypatch.setattr(executor_mod, "_upgrades", lambda: True)
     monkeypatch.setattr(executor_mod, "_COMPILED", {})
     spec = diverse_specs(2)[1]
     with jax.enable_x64(True):
