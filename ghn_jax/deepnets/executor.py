@@ -80,15 +80,23 @@ HOT_USES = 3
 
 @functools.lru_cache(None)
 def _first_tier() -> int:
-    return 0 if jax.default_backend() == "cpu" else 1
+    # One CPU device: optimised kernels, whose elementwise code runs ~2x faster. Several CPU
+    # devices: unoptimised ones; an optimised compile in the precompile thread could starve the
+    # device threads of a running all-reduce, which XLA:CPU aborts after its rendezvous timeout.
+    if jax.default_backend() != "cpu":
+        return 1
+    return 0 if jax.local_device_count() > 1 else 1
 
 
-@functools.lru_cache(None)
+# Background upgrades of hot kernels (unoptimised -> optimised) are off by default: a kernel's
+# tier would then depend on thread timing and on the process's history, and its rounding with
+# it, so a restarted or multi-process run would no longer be bit-identical to an uninterrupted
+# one (tests/train/test_trainer.py). Turn on for throughput where that does not matter.
+UPGRADES = False
+
+
 def _upgrades() -> bool:
-    # Not with several CPU devices: there an optimised compile in the background starves the
-    # device threads of a running collective, and XLA:CPU aborts the process after its
-    # rendezvous timeout (seen with 8 host devices on 2 cores).
-    return _first_tier() == 0 and jax.local_device_count() == 1
+    return UPGRADES and _first_tier() == 0 and jax.local_device_count() == 1
 
 
 def _kernel_options(tier: int):

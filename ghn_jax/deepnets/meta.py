@@ -237,21 +237,14 @@ class MetaStep:
             inputs = tuple(put_global(a, rep) for a in inputs)
         return inputs, jobs
 
-    # A meta-batch of B random networks lands in one of many (nodes, pixels, conv nodes, 1-D
-    # nodes) buckets, and each new combination compiles the whole GHN forward and backward
-    # (seconds). A padding already used is taken instead when it costs at most `slack` times
-    # the exact bucket in nodes and in window pixels, the two sizes the GHN's work follows.
-    slack = 2.0
-
     def _padding(self, exact: Tuple[int, int, int, int]) -> Tuple[int, int, int, int]:
-        """The padding (nodes, pixels, conv nodes, 1-D nodes) of a meta-batch whose own buckets are `exact`."""
-        used = self.__dict__.setdefault("_paddings", [])
-        fits = [d for d in used if all(a >= b for a, b in zip(d, exact))
-                and d[0] <= self.slack * exact[0] and d[1] <= self.slack * exact[1]]
-        if fits:
-            return min(fits, key=lambda d: (d[0] * d[0] * d[1], d))
-        used.append(exact)
-        return exact
+        """The padding (nodes, pixels, conv nodes, 1-D nodes) of a meta-batch whose own
+        buckets are `exact`. Window pixels are padded to a power of two: a meta-batch of random
+        networks lands in one of many (nodes, pixels, conv nodes, 1-D nodes) buckets, and each
+        new combination compiles the whole GHN forward and backward (seconds). A function of
+        the meta-batch alone, so that a restarted run pads (and rounds) exactly as before."""
+        m, pix, conv, one_d = exact
+        return m, pow2(pix), conv, one_d
 
     # -- the step --------------------------------------------------------------------------
     def prepare(self, graphs: Sequence[ArchGraph]):
