@@ -67,36 +67,32 @@ def _apply(key: Tuple, p, xs):
     return y, norm
 
 
-# Tiered compilation (docs/deepnets.md, "Executor"). On CPU a kernel is first compiled
-# without XLA's backend optimisation, which compiles ~1.4x faster: most of a stream's
-# kernel signatures are met only a few times. A signature used by `HOT_USES` network
-# forward passes (several uses within one pass count once) is compiled again with full
-# optimisation in a background thread (elementwise code such as batch norm and parameter
-# shaping runs ~2x faster) and replaces the first program.
-# (Decided at first compile, not import: importing must not start jax's backend, which
-# jax.distributed.initialize needs to do itself.)
+# Kernel tiers (docs/deepnets.md, "Executor"): 0 compiles without XLA's backend optimisation
+# (~1.4x faster to compile), 1 with it (elementwise code such as batch norm and parameter
+# shaping runs ~2x faster). Decided at first compile, not import: importing must not start
+# jax's backend, which jax.distributed.initialize needs to do itself.
 HOT_USES = 3
 
-
-@functools.lru_cache(None)
-def _first_tier() -> int:
-    # One CPU device: optimised kernels, whose elementwise code runs ~2x faster. Several CPU
-    # devices: unoptimised ones; an optimised compile in the precompile thread could starve the
-    # device threads of a running all-reduce, which XLA:CPU aborts after its rendezvous timeout.
-    if jax.default_backend() != "cpu":
-        return 1
-    return 0 if jax.local_device_count() > 1 else 1
-
-
-# Background upgrades of hot kernels (unoptimised -> optimised) are off by default: a kernel's
-# tier would then depend on thread timing and on the process's history, and its rounding with
-# it, so a restarted or multi-process run would no longer be bit-identical to an uninterrupted
-# one (tests/train/test_trainer.py). Turn on for throughput where that does not matter.
+# Tiered compilation: start every kernel at tier 0 and, once `HOT_USES` network forward passes
+# (several uses within one pass count once) have used it, recompile it at tier 1 in a
+# background thread. Off by default: a kernel's tier would then depend on thread timing and on
+# the process's history, and its rounding with it, so a restarted or multi-process run would no
+# longer be bit-identical to an uninterrupted one (tests/train/test_trainer.py). Set before the
+# first kernel compiles, for throughput on fresh-architecture streams where that does not matter.
 UPGRADES = False
 
 
+def _first_tier() -> int:
+    # One CPU device: optimised. Several CPU devices: unoptimised; an optimised compile in the
+    # precompile thread could starve the device threads of a running all-reduce, which XLA:CPU
+    # aborts after its rendezvous timeout.
+    if jax.default_backend() != "cpu":
+        return 1
+    return 0 if (jax.local_device_count() > 1 or UPGRADES) else 1
+
+
 def _upgrades() -> bool:
-    return UPGRADES and _first_tier() == 0 and jax.local_device_count() == 1
+    return UPGRADES and jax.default_backend() == "cpu" and jax.local_device_count() == 1
 
 
 def _kernel_options(tier: int):
