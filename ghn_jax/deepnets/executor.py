@@ -330,7 +330,6 @@ class _Upgrader(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True, name="ghn_jax-kernel-upgrade")
         self.queue = queue.Queue()
-        self.done = 0
 
     def put(self, item):
         self.queue.put(item)
@@ -361,7 +360,6 @@ class _Upgrader(threading.Thread):
                         e = _compile_kernel(key, p, xs, 1)
                     e.uses = HOT_USES
                     _COMPILED[sig] = e
-                    self.done += 1
             except Exception as e:                     # keep the tier-0 program; never kill training
                 logging.getLogger(__name__).warning("kernel %s: optimised recompile failed, keeping the "
                                                     "unoptimised program: %r", key[:2], e)

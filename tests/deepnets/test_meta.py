@@ -40,16 +40,16 @@ def _padded_shape(inputs):
     return inputs[0].shape[1], inputs[5].shape[0], inputs[4].shape[0], inputs[8].shape[0]
 
 
-@pytest.mark.parametrize("reuse", [False, True])
-def test_predictions_equal_inference_predictor(setup, reuse):
-    """reuse: the meta-batch is padded to a larger, already used padding (MetaStep._padding)."""
+@pytest.mark.parametrize("larger", [False, True])
+def test_predictions_equal_inference_predictor(setup, larger):
+    """larger: the meta-batch is padded beyond its own sizes (MetaStep._padding)."""
     specs, nets, module, params = setup
     step = MetaStep(module)
-    if reuse:
+    if larger:
         m, pix, conv, one_d = _padded_shape(MetaStep(module).prepare([n.graph for n in nets])[0])
-        larger = (bucket_size(m + 1), bucket_size(pix + 1), 2 * conv, 2 * one_d)
-        step._padding = lambda exact: larger
-        assert _padded_shape(step.prepare([n.graph for n in nets])[0]) == larger
+        sizes = (bucket_size(m + 1), 2 * pix, 2 * conv, 2 * one_d)
+        step._padding = lambda *counts: sizes
+        assert _padded_shape(step.prepare([n.graph for n in nets])[0]) == sizes
     (raw, _), _ = step.predict(params, [n.graph for n in nets])
     ghn = GHN(CFG, params)
     for net, r in zip(nets, raw):
