@@ -217,6 +217,10 @@ class _V:
     def __init__(self, a, i):
         self.a, self.i = a, i
 
+    @property
+    def shape(self):
+        return self.a.shape
+
 
 class _KernelOps(Ops):
     """Every plan step is one kernel call `_call(kernel key, param module name, inputs)`."""

@@ -175,9 +175,21 @@ def run_cell(cell: CellPlan, s0, s1, ops: Ops):
     return outs[0] if len(outs) == 1 else ops.concat(outs)
 
 
+def check_vit_input(stem: OpSpec, pos_enc: OpSpec, height: int, width: int) -> None:
+    """Attention (msa) networks add a fixed s x s positional encoding after their patch stem
+    (the reference's Network), so they take one image size only: 32 px (CIFAR stem) or 224
+    (ImageNet stem). Raises a GhnError for any other (H, W)."""
+    side = lambda n: (n + 2 * stem.pad - stem.ks) // stem.stride + 1
+    if (side(height), side(width)) != (pos_enc.size, pos_enc.size):
+        want = 224 if stem.ks == 16 else 32
+        raise GhnError(f"this DeepNets network has attention cells (msa) with a fixed {pos_enc.size}x{pos_enc.size} "
+                       f"positional encoding: it takes {want}x{want} images, got {height}x{width}")
+
+
 def run_plan(plan: NetPlan, x, ops: Ops):
     """Logits of the network for images x (B, H, W, 3)."""
     if plan.stem_kind == "vit":
+        check_vit_input(plan.stem[0][1], plan.stem[1][1], x.shape[1], x.shape[2])
         s0 = s1 = ops.apply("pos_enc", plan.stem[1][1], ops.apply("stem0", plan.stem[0][1], x))
     elif plan.stem_kind == "simple":
         s0 = s1 = ops.apply("stem", plan.stem[0][1], x)

@@ -28,9 +28,39 @@ def indices(cfg: ml_collections.ConfigDict, seed: int, step: int, attempt: int =
     networks of a seeded permutation (a bounded architecture set, e.g. for smoke runs)."""
     rng = np.random.default_rng([seed, step, attempt])
     if cfg.pool:
-        base = np.random.default_rng([seed]).permutation(min(cfg.pool * 4, SPLIT_SIZE))[: cfg.pool]
+        base = pool_indices(cfg, seed)
         return [int(i) for i in rng.choice(base, cfg.meta_batch, replace=cfg.meta_batch > cfg.pool)]
     return [int(i) for i in rng.integers(0, SPLIT_SIZE, cfg.meta_batch)]
+
+
+def pool_indices(cfg: ml_collections.ConfigDict, seed: int) -> np.ndarray:
+    """The `cfg.pool` networks a bounded stream cycles through."""
+    return np.random.default_rng([seed]).permutation(min(cfg.pool * 4, SPLIT_SIZE))[: cfg.pool]
+
+
+def check_image_size(cfg: ml_collections.ConfigDict, seed: int, image_size: int) -> None:
+    """Fails at start-up, not hours in, when some network of the stream cannot take
+    `image_size` px images: attention (msa) networks have a fixed positional encoding (32 px,
+    or 224 with deepnets.imagenet). A bounded pool is checked network by network; the whole
+    split holds such networks, so it needs the standard size."""
+    from ghn_jax.deepnets.network import check_vit_input
+    from ghn_jax.errors import GhnError
+    size = int(image_size)
+    if not cfg.pool:
+        want = 224 if cfg.imagenet else 32
+        if size != want:
+            raise GhnError(f"data.image_size={size}: DeepNets-1M {cfg.split} networks with attention cells (msa) "
+                           f"take {want}x{want} images only (fixed positional encoding); use data.image_size={want}, "
+                           f"or a bounded deepnets.pool without such networks")
+        return
+    for i in pool_indices(cfg, seed):
+        plan = net_plan(spec(cfg, int(i), 10), cfg.imagenet)
+        if plan.stem_kind == "vit":
+            try:
+                check_vit_input(plan.stem[0][1], plan.stem[1][1], size, size)
+            except GhnError as e:
+                raise GhnError(f"data.image_size={size}: DeepNets-1M {cfg.split} network {int(i)} of the pool: "
+                               f"{e}") from None
 
 
 def spec(cfg: ml_collections.ConfigDict, index: int, num_classes: int) -> NetSpec:

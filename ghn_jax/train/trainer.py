@@ -82,6 +82,7 @@ def _check(config, num_classes: int):
     if config.ghn.num_classes != num_classes:
         raise GhnError(f"the GHN predicts {config.ghn.num_classes}-way classifiers but {config.data.name} has "
                        f"{num_classes} classes: set ghn.num_classes={num_classes}")
+    archs.check_image_size(config.deepnets, config.seed, config.data.image_size)
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:

@@ -34,21 +34,37 @@ def diverse_specs(n: int, C: int = 16):
     return specs
 
 
+def random_params(net, x, seed):
+    """Parameters of `net` in x's dtype: the shapes from jax.eval_shape (compiling Flax's init
+    costs more than the whole check), the values seeded random at init-like scales, with
+    BatchNorm/LayerNorm scales and biases away from 1 and 0 so that they are exercised too."""
+    shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), x)["params"]
+    rng = np.random.default_rng(seed)
+
+    def fill(path, s):
+        name = jax.tree_util.keystr(path)
+        z = rng.standard_normal(s.shape)
+        if len(s.shape) >= 2 and "pos_enc" not in name:
+            return z / np.sqrt(np.prod(s.shape[:-1]))      # kernels (..., in, out): 1/sqrt(fan_in)
+        return 1.0 + 0.1 * z if "scale" in name else 0.1 * z
+    return jax.tree_util.tree_map_with_path(lambda p, s: jnp.asarray(fill(p, s), x.dtype), shapes)
+
+
 def _check(spec, seed):
     with jax.enable_x64(True):
         x = jax.random.normal(jax.random.PRNGKey(seed), (2, 32, 32, 3), jnp.float64)
         y = jnp.array([seed % 10, (seed + 3) % 10])
         net = Network(spec, imagenet=False)
-        params = net.init(jax.random.PRNGKey(seed), x)["params"]
-        params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), params)
+        params = random_params(net, x, seed)
         ex = Executor()
         logits, tape = ex.forward(net_plan(spec, imagenet=False), params, x)
-        ref = net.apply({"params": params}, x)
+        # the references as single programs: op-by-op dispatch compiles every small op on its own
+        ref = jax.jit(lambda p: net.apply({"params": p}, x))(params)
         rel = float(jnp.linalg.norm(logits - ref) / jnp.linalg.norm(ref))
         assert rel <= 1e-5, rel
         _, g_logits = cross_entropy_and_grad(logits, y)
         grads, _ = ex.backward(tape, g_logits)
-        g_ref = jax.grad(lambda p: cross_entropy_and_grad(net.apply({"params": p}, x), y)[0])(params)
+        g_ref = jax.jit(jax.grad(lambda p: cross_entropy_and_grad(net.apply({"params": p}, x), y)[0]))(params)
         a, b = tree_paths.flatten(grads), tree_paths.flatten(g_ref)
         assert set(a) <= set(b)
         total = np.sqrt(sum(float(jnp.sum(v ** 2)) for v in b.values()))
@@ -59,7 +75,12 @@ def _check(spec, seed):
 
 
 @pytest.mark.parametrize("k", range(9))
-def test_executor_equals_network(k):
+def test_executor_equals_network(k, monkeypatch):
+    """Unoptimised kernels (2x faster to compile): the op semantics are the tier's; the
+    optimised tier's own form (shift-add depthwise convolutions) is checked below, and every
+    tier-1 kernel by test_executor_equals_network_50 (slow)."""
+    monkeypatch.setattr(executor_mod, "_first_tier", lambda: 0)
+    monkeypatch.setattr(executor_mod, "_COMPILED", {})
     _check(diverse_specs(9)[k], k)
 
 
@@ -88,7 +109,7 @@ def test_hot_kernels_are_upgraded(monkeypatch):
     with jax.enable_x64(True):
         x = jax.random.normal(jax.random.PRNGKey(0), (2, 32, 32, 3), jnp.float64)
         net = Network(spec, imagenet=False)
-        params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), net.init(jax.random.PRNGKey(0), x)["params"])
+        params = random_params(net, x, 0)
         ref = net.apply({"params": params}, x)
         ex, plan = Executor(), net_plan(spec, imagenet=False)
         for _ in range(executor_mod.HOT_USES):
@@ -122,7 +143,9 @@ def test_eviction_keeps_hot_kernels(monkeypatch):
 
 
 @pytest.mark.slow
-def test_executor_equals_network_50():
+def test_executor_equals_network_50(monkeypatch):
+    monkeypatch.setattr(executor_mod, "_first_tier", lambda: 1)
+    monkeypatch.setattr(executor_mod, "_COMPILED", {})
     for k, spec in enumerate(diverse_specs(50)):
         _check(spec, k)
 
@@ -133,7 +156,7 @@ def test_compilations_bounded_by_buckets():
     ex = Executor()
     x = jnp.ones((2, 32, 32, 3))
     def run(spec):
-        params = Network(spec, False).init(jax.random.PRNGKey(0), x)["params"]
+        params = random_params(Network(spec, False), x, 0)
         out, tape = ex.forward(net_plan(spec, False), params, x)
         ex.backward(tape, jnp.ones_like(out))
     run(base)
@@ -148,7 +171,7 @@ def test_compilations_bounded_by_buckets():
 def test_dropout_key_changes_only_fc2_nets():
     spec = next(s for s in diverse_specs(9) if s.fc_layers > 1)
     x = jnp.ones((2, 32, 32, 3))
-    params = Network(spec, False).init(jax.random.PRNGKey(0), x)["params"]
+    params = random_params(Network(spec, False), x, 0)
     ex = Executor()
     a, _ = ex.forward(net_plan(spec, False), params, x, dropout_key=jax.random.PRNGKey(1))
     b, _ = ex.forward(net_plan(spec, False), params, x, dropout_key=jax.random.PRNGKey(2))

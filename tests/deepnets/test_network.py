@@ -114,3 +114,15 @@ def test_bad_genotypes_are_clear_errors():
     with pytest.raises(GhnError, match="output is None"):
         Network(base.with_(genotype=dead, preproc=True), imagenet=False).init(
             jax.random.PRNGKey(0), jnp.ones((1, 32, 32, 3)))
+
+
+def test_attention_network_at_another_image_size_is_a_clear_error():
+    spec = sample("predefined", 1)             # a ViT: fixed 11x11 positional encoding after a 3x3/3 stem
+    with pytest.raises(GhnError, match="takes 32x32 images, got 16x16"):
+        Network(spec, imagenet=False).init(jax.random.PRNGKey(0), jnp.ones((1, 16, 16, 3)))
+    Network(spec, imagenet=False).init(jax.random.PRNGKey(0), jnp.ones((1, 33, 33, 3)))   # 11x11 too, as torch
+    from ghn_jax.deepnets.executor import Executor
+    plan = net_plan(spec, imagenet=False)
+    params = Network(spec, imagenet=False).init(jax.random.PRNGKey(0), jnp.ones((1, 32, 32, 3)))["params"]
+    with pytest.raises(GhnError, match="takes 32x32 images, got 16x16"):
+        Executor().forward(plan, params, jnp.ones((1, 16, 16, 3)))
