@@ -2,6 +2,7 @@
 
     python examples/digits_demo.py                      # ~31 min on 2 CPU cores (19 training, 12 evaluating)
     python examples/digits_demo.py --workdir /tmp/ghn_digits --seeds 0 1 2 --nets 10
+    python examples/digits_demo.py --reduced            # ~10 min: the default suite's fixture GHN
 
 Why digits: it is real image data (1,797 scanned handwritten digits, 10 classes) that ships
 inside a PyPI package, so it works with no download; it becomes a TFDS dataset offline
@@ -35,15 +36,45 @@ def capped(spec, cfg):
                    n_cells=min(spec.n_cells, cfg.deepnets.max_n_cells), fc_dim=min(spec.fc_dim, cfg.deepnets.max_fc_dim))
 
 
-def train(workdir: str, data_dir: str) -> float:
+def train(workdir: str, data_dir: str, arg: str = "") -> float:
     if os.path.exists(os.path.join(workdir, "ghn.safetensors")):
         return 0.0
     t0 = time.time()
-    cmd = [sys.executable, "-m", "ghn_jax.train", "--config", os.path.join(ROOT, "configs", "digits_demo.py"),
+    config = os.path.join(ROOT, "configs", "digits_demo.py") + (f":{arg}" if arg else "")
+    cmd = [sys.executable, "-m", "ghn_jax.train", "--config", config,
            "--workdir", workdir, f"--config.data.data_dir={data_dir}",
            f"--config.compilation_cache_dir={os.path.join(workdir, 'xla_cache')}"]
     subprocess.run(cmd, check=True, cwd=ROOT)
     return time.time() - t0
+
+
+def compare(ghn, cfg, nets: int, seeds, log=lambda m: print(m, flush=True)):
+    """The two claims on val-split networks 0..nets-1 (capped as in `cfg`): top-1 of the
+    predicted parameters with no training, and after one epoch of fine-tuning from GHN init
+    and from random init (same recipe, one run per seed). One dict per network."""
+    from ghn_jax.deepnets import sample
+    from ghn_jax.evaluate import evaluate
+    from ghn_jax.finetune import finetune
+    specs = [capped(sample("val", i), cfg) for i in range(nets)]
+    predicted = evaluate(ghn, specs, cfg.data, split="test", batch_size=64, progress=False, log=None)
+    rows = []
+    for i, (spec, res) in enumerate(zip(specs, predicted)):
+        row = {"net": f"val:{i}", "ops": sorted(set(spec.genotype.all_ops)), "ghn_no_training": res["top1"],
+               "ghn_1_epoch": [], "random_no_training": [], "random_1_epoch": [],
+               "ghn_1_epoch_train_loss": [], "random_1_epoch_train_loss": []}
+        for seed in seeds:
+            for init in ("ghn", "random"):
+                out = finetune(spec, cfg.data, init=init, ghn=ghn if init == "ghn" else None, epochs=1, seed=seed,
+                               progress=False, log=None)
+                row[f"{init}_1_epoch"].append(out["final"]["top1"])
+                row[f"{init}_1_epoch_train_loss"].append(out["epochs"][-1]["train_loss"])
+                if init == "random":
+                    row["random_no_training"].append(out["init_eval"]["top1"])
+        rows.append(row)
+        if log:
+            log(f"val:{i}: GHN {row['ghn_no_training']:.1f}% -> {np.mean(row['ghn_1_epoch']):.1f}% after 1 epoch; "
+                f"random {np.mean(row['random_no_training']):.1f}% -> {np.mean(row['random_1_epoch']):.1f}%")
+    return rows
 
 
 def main(argv=None):
@@ -52,40 +83,25 @@ def main(argv=None):
     p.add_argument("--data-dir", default=None, help="TFDS data_dir for the digits dataset (default: WORKDIR/tfds)")
     p.add_argument("--nets", type=int, default=10, help="held-out val-split networks")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--reduced", action="store_true", help="configs/digits_demo.py:reduced (a smaller GHN and "
+                                                          "smaller networks, ~7 min of training)")
     args = p.parse_args(argv)
+    arg = "reduced" if args.reduced else ""
     data_dir = args.data_dir or os.path.join(args.workdir, "tfds")
     os.makedirs(args.workdir, exist_ok=True)
-    train_s = train(args.workdir, data_dir)
+    train_s = train(args.workdir, data_dir, arg)
 
     import importlib.util
     import ghn_jax
-    from ghn_jax.deepnets import sample
-    from ghn_jax.evaluate import evaluate
-    from ghn_jax.finetune import finetune
     spec_mod = importlib.util.spec_from_file_location("demo_cfg", os.path.join(ROOT, "configs", "digits_demo.py"))
     mod = importlib.util.module_from_spec(spec_mod)
     spec_mod.loader.exec_module(mod)
-    cfg = mod.get_config()
+    cfg = mod.get_config(arg or None)
     cfg.data.data_dir = data_dir
 
     ghn = ghn_jax.from_pretrained(os.path.join(args.workdir, "ghn.safetensors"))
-    specs = [capped(sample("val", i), cfg) for i in range(args.nets)]
     t0 = time.time()
-    predicted = evaluate(ghn, specs, cfg.data, split="test", batch_size=64, progress=False)
-    rows = []
-    for i, (spec, res) in enumerate(zip(specs, predicted)):
-        row = {"net": f"val:{i}", "ops": sorted(set(spec.genotype.all_ops)), "ghn_no_training": res["top1"],
-               "ghn_1_epoch": [], "random_no_training": [], "random_1_epoch": []}
-        for seed in args.seeds:
-            for init in ("ghn", "random"):
-                out = finetune(spec, cfg.data, init=init, ghn=ghn if init == "ghn" else None, epochs=1, seed=seed,
-                               progress=False, log=None)
-                row[f"{init}_1_epoch"].append(out["final"]["top1"])
-                if init == "random":
-                    row["random_no_training"].append(out["init_eval"]["top1"])
-        rows.append(row)
-        print(f"val:{i}: GHN {row['ghn_no_training']:.1f}% -> {np.mean(row['ghn_1_epoch']):.1f}% after 1 epoch; "
-              f"random {np.mean(row['random_no_training']):.1f}% -> {np.mean(row['random_1_epoch']):.1f}%", flush=True)
+    rows = compare(ghn, cfg, args.nets, args.seeds)
     eval_s = time.time() - t0
     keys = ("ghn_no_training", "random_no_training", "ghn_1_epoch", "random_1_epoch")
     per_net = {k: [float(np.mean(r[k])) for r in rows] for k in keys}
