@@ -1,6 +1,6 @@
 """Offline end-to-end proof that our GHN learns (issue #6): scikit-learn's handwritten digits.
 
-    python examples/digits_demo.py                      # ~31 min on 2 CPU cores (19 training, 12 evaluating)
+    python examples/digits_demo.py                      # ~34 min on 2 CPU cores (23 training, 11 evaluating)
     python examples/digits_demo.py --workdir /tmp/ghn_digits --seeds 0 1 2 --nets 10
     python examples/digits_demo.py --reduced            # ~10 min: the default suite's fixture GHN
 
