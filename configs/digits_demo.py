@@ -3,7 +3,7 @@
 """The offline demonstration (examples/digits_demo.py): a small GHN-3 trained on scikit-learn's
 handwritten digits (real images shipped inside a PyPI package, 32 px) on 32 DeepNets-1M train-split networks
 (capped at 16 channels and 5 cells so that they run fast on CPU; a bounded set keeps the
-kernels compiled on CPU), for about 20 minutes on 2 CPU cores. Its predictions are then
+kernels compiled on CPU), for about 23 minutes on 2 CPU cores. Its predictions are then
 evaluated on held-out val-split networks it has never seen.
 
 `:reduced`: a smaller GHN (hid 32, 2 layers) on 12 smaller networks (8 channels, 3 cells),
