@@ -36,6 +36,15 @@ def capped(spec, cfg):
                    n_cells=min(spec.n_cells, cfg.deepnets.max_n_cells), fc_dim=min(spec.fc_dim, cfg.deepnets.max_fc_dim))
 
 
+def config(arg=None):
+    """configs/digits_demo.py's get_config(arg) (configs/ is not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("digits_demo_config", os.path.join(ROOT, "configs", "digits_demo.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(arg)
+
+
 def train(workdir: str, data_dir: str, arg: str = "") -> float:
     if os.path.exists(os.path.join(workdir, "ghn.safetensors")):
         return 0.0
@@ -91,12 +100,8 @@ def main(argv=None):
     os.makedirs(args.workdir, exist_ok=True)
     train_s = train(args.workdir, data_dir, arg)
 
-    import importlib.util
     import ghn_jax
-    spec_mod = importlib.util.spec_from_file_location("demo_cfg", os.path.join(ROOT, "configs", "digits_demo.py"))
-    mod = importlib.util.module_from_spec(spec_mod)
-    spec_mod.loader.exec_module(mod)
-    cfg = mod.get_config(arg or None)
+    cfg = config(arg or None)
     cfg.data.data_dir = data_dir
 
     ghn = ghn_jax.from_pretrained(os.path.join(args.workdir, "ghn.safetensors"))

@@ -6,14 +6,14 @@
     logits, tape = Executor().forward(net_plan(spec), params, images)   # op-by-op kernels
 """
 from ghn_jax.deepnets.sampler import SPLITS, NetSpec, sample, sample_batch
-from ghn_jax.deepnets.network import Network, net_plan
+from ghn_jax.deepnets.network import Network, input_size, net_plan
 from ghn_jax.deepnets.executor import Executor, CompileCounter
 
 
 def arch_graph(spec, imagenet: bool = True):
     """The ArchGraph of a DeepNets network (traced from its Flax `Network`)."""
     from ghn_jax.graph import build_graph
-    size = 224 if imagenet else 32
+    size = input_size(imagenet)
     return build_graph(Network(spec, imagenet), (2, size, size, 3),
                        name=f"deepnets/{getattr(spec, 'split', '')}/{getattr(spec, 'index', '')}")
 

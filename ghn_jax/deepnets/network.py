@@ -124,7 +124,12 @@ def net_plan(spec: Any, imagenet: bool = True) -> NetPlan:
     n_cls = int(getattr(spec, "num_classes", 1000))
     head = OpSpec("classifier", c_head, n_cls, hidden=int(spec.fc_dim) if spec.fc_layers > 1 else 0,
                   flatten_nchw=flatten)
-    return NetPlan(stem, kind, tuple(cells), head, 224 if imagenet else 32)
+    return NetPlan(stem, kind, tuple(cells), head, input_size(imagenet))
+
+
+def input_size(imagenet: bool) -> int:
+    """The image side DeepNets networks are built for (ImageNet or CIFAR stems)."""
+    return 224 if imagenet else 32
 
 
 class Ops:
@@ -175,21 +180,22 @@ def run_cell(cell: CellPlan, s0, s1, ops: Ops):
     return outs[0] if len(outs) == 1 else ops.concat(outs)
 
 
-def check_vit_input(stem: OpSpec, pos_enc: OpSpec, height: int, width: int) -> None:
+def check_vit_input(plan: NetPlan, height: int, width: int) -> None:
     """Attention (msa) networks add a fixed s x s positional encoding after their patch stem
-    (the reference's Network), so they take one image size only: 32 px (CIFAR stem) or 224
-    (ImageNet stem). Raises a GhnError for any other (H, W)."""
+    (the reference's Network), so they take one image size only (plan.input_size: 32 px with
+    the CIFAR stem, 224 with the ImageNet one). Raises a GhnError for any other (H, W)."""
+    stem, pos_enc = plan.stem[0][1], plan.stem[1][1]
     side = lambda n: (n + 2 * stem.pad - stem.ks) // stem.stride + 1
     if (side(height), side(width)) != (pos_enc.size, pos_enc.size):
-        want = 224 if stem.ks == 16 else 32
         raise GhnError(f"this DeepNets network has attention cells (msa) with a fixed {pos_enc.size}x{pos_enc.size} "
-                       f"positional encoding: it takes {want}x{want} images, got {height}x{width}")
+                       f"positional encoding: it takes {plan.input_size}x{plan.input_size} images, "
+                       f"got {height}x{width}")
 
 
 def run_plan(plan: NetPlan, x, ops: Ops):
     """Logits of the network for images x (B, H, W, 3)."""
     if plan.stem_kind == "vit":
-        check_vit_input(plan.stem[0][1], plan.stem[1][1], x.shape[1], x.shape[2])
+        check_vit_input(plan, x.shape[1], x.shape[2])
         s0 = s1 = ops.apply("pos_enc", plan.stem[1][1], ops.apply("stem0", plan.stem[0][1], x))
     elif plan.stem_kind == "simple":
         s0 = s1 = ops.apply("stem", plan.stem[0][1], x)

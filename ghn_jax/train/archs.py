@@ -43,11 +43,11 @@ def check_image_size(cfg: ml_collections.ConfigDict, seed: int, image_size: int)
     `image_size` px images: attention (msa) networks have a fixed positional encoding (32 px,
     or 224 with deepnets.imagenet). A bounded pool is checked network by network; the whole
     split holds such networks, so it needs the standard size."""
-    from ghn_jax.deepnets.network import check_vit_input
+    from ghn_jax.deepnets.network import check_vit_input, input_size
     from ghn_jax.errors import GhnError
     size = int(image_size)
     if not cfg.pool:
-        want = 224 if cfg.imagenet else 32
+        want = input_size(cfg.imagenet)
         if size != want:
             raise GhnError(f"data.image_size={size}: DeepNets-1M {cfg.split} networks with attention cells (msa) "
                            f"take {want}x{want} images only (fixed positional encoding); use data.image_size={want}, "
@@ -57,7 +57,7 @@ def check_image_size(cfg: ml_collections.ConfigDict, seed: int, image_size: int)
         plan = net_plan(spec(cfg, int(i), 10), cfg.imagenet)
         if plan.stem_kind == "vit":
             try:
-                check_vit_input(plan.stem[0][1], plan.stem[1][1], size, size)
+                check_vit_input(plan, size, size)
             except GhnError as e:
                 raise GhnError(f"data.image_size={size}: DeepNets-1M {cfg.split} network {int(i)} of the pool: "
                                f"{e}") from None

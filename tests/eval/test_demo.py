@@ -24,18 +24,13 @@ FIXTURE = os.path.join(ROOT, "tests", "data", "digits_reduced_ghn.safetensors")
 CHANCE = 10.0
 
 
-def _module(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def rows(digits_dir):
     import ghn_jax
-    demo = _module(os.path.join(ROOT, "examples", "digits_demo.py"), "digits_demo")
-    cfg = _module(os.path.join(ROOT, "configs", "digits_demo.py"), "digits_demo_cfg").get_config("reduced")
+    spec = importlib.util.spec_from_file_location("digits_demo", os.path.join(ROOT, "examples", "digits_demo.py"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    cfg = demo.config("reduced")
     cfg.data.data_dir = digits_dir
     ghn = ghn_jax.from_pretrained(FIXTURE)
     assert ghn.config.hid == cfg.ghn.hid and tuple(ghn.config.max_shape) == tuple(cfg.ghn.max_shape)
