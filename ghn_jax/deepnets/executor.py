@@ -25,8 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ghn_jax import compile_options
 from ghn_jax.deepnets.network import NetPlan, Ops, run_plan
 from ghn_jax.deepnets.ops import OpSpec, make_op, shift_add_depthwise
+from ghn_jax.graph.tracer import zero_initialisers
 
 
 class Raw:
@@ -53,9 +55,11 @@ def _apply(key: Tuple, p, xs):
     if builder is not None:
         p, norm = builder(p)
     if kind == "op":
-        y = make_op(key[1]).apply({"params": p}, xs[0])
+        with zero_initialisers():          # Flax's shape check would trace the real initialisers
+            y = make_op(key[1]).apply({"params": p}, xs[0])
     elif kind == "head":
-        y = make_op(key[1]).apply({"params": p}, xs[0], xs[1] if len(xs) > 1 else None)
+        with zero_initialisers():
+            y = make_op(key[1]).apply({"params": p}, xs[0], xs[1] if len(xs) > 1 else None)
     elif kind == "add":
         y = xs[0] + xs[1]
     elif kind == "concat":
@@ -67,10 +71,10 @@ def _apply(key: Tuple, p, xs):
     return y, norm
 
 
-# Kernel tiers (docs/deepnets.md, "Executor"): 0 compiles without XLA's backend optimisation
-# (~1.4x faster to compile), 1 with it (elementwise code such as batch norm and parameter
-# shaping runs ~2x faster). Decided at first compile, not import: importing must not start
-# jax's backend, which jax.distributed.initialize needs to do itself.
+# Kernel tiers (docs/deepnets.md, "Executor"): 0 compiles with `compile_options.quick()`
+# (~2x faster to compile), 1 with `compile_options.optimised()` (elementwise code such as
+# batch norm and parameter shaping runs ~2x faster). Decided at first compile, not import:
+# importing must not start jax's backend, which jax.distributed.initialize needs to do itself.
 HOT_USES = 3
 
 # Tiered compilation: start every kernel at tier 0 and, once `HOT_USES` network forward passes
@@ -96,7 +100,7 @@ def _upgrades() -> bool:
 
 
 def _kernel_options(tier: int):
-    return {"xla_backend_optimization_level": 0} if tier == 0 else None
+    return compile_options.quick() if tier == 0 else compile_options.optimised()
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -296,8 +300,8 @@ _COMPILED: Dict[Any, _Programs] = {}      # kernel signature -> its programs
 
 def _compile_kernel(key, p, xs, tier: int) -> _Programs:
     opts = _kernel_options(tier)
-    with shift_add_depthwise(opts is None):
-        fwd, ((out, norm), vjp) = compile_abstract(_fwd_kernel, key + (opts is None,), batch_sharding(xs[0]) if xs else None,
+    with shift_add_depthwise(tier == 1):
+        fwd, ((out, norm), vjp) = compile_abstract(_fwd_kernel, key + (tier == 1,), batch_sharding(xs[0]) if xs else None,
                                                    p, xs, compiler_options=opts)
     bwd, _ = compile_abstract(_bwd_kernel, shardings_of((p, xs)), vjp, (out, norm), compiler_options=opts)
     return _Programs(fwd, bwd, out, tier)

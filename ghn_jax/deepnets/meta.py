@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ghn_jax import tree_paths
+from ghn_jax import compile_options, tree_paths
 from ghn_jax.errors import GhnError
 from ghn_jax.deepnets.executor import (Executor, Raw, abstract as _abstract, compile_abstract, cross_entropy_and_grad,
                                        put_global, signature)
@@ -44,12 +44,14 @@ class MetaNet:
     graph: ArchGraph
 
 
-def _ghn_program(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes, slot, r, c, one_d, last_w, last_b):
-    """(B graphs) -> pixels (P, Co*Ci), 1-D rows (n1, 2, ch), class weights (B, K, Ci), biases (B, K)."""
+def _ghn_program(module: GHN3, box, params, types, shape_ind, spd, valid, conv_nodes, slot, r, c, one_d, last_w,
+                 last_b):
+    """(B graphs) -> pixels (P, Co*Ci), 1-D rows (n1, 2, ch), class weights (B, K, Ci), biases (B, K).
+    box: the decoder-map window holding every pixel (static, `assign.pixel_box`)."""
     v = {"params": params}
     x = module.apply(v, types, shape_ind, spd, valid)                 # (B, M, hid)
     x = x.reshape(-1, x.shape[-1])
-    h = module.apply(v, x[conv_nodes], slot, r, c, method=lambda m, z, s, rr, cc: m.decoder.pixel_hidden(z, s, rr, cc))
+    h = module.apply(v, x[conv_nodes], slot, r, c, method=lambda m, z, s, rr, cc: m.decoder.pixel_hidden(z, s, rr, cc, box))
     pix = module.apply(v, h, method=lambda m, hh: m.decoder.conv_2(hh))
     rows = module.apply(v, x[one_d], method=GHN3.decode_1d)
     cw = module.apply(v, x[last_w], method=GHN3.decode_class)
@@ -57,15 +59,15 @@ def _ghn_program(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes,
     return pix, rows, cw, cb
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _ghn_fwd(module, dtype, params, *inputs):
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _ghn_fwd(module, dtype, box, params, *inputs):
     """dtype: the GHN's compute dtype ('float32' or 'bfloat16'). Parameters stay float32 (the
     cast is inside the VJP, so their gradients are float32 too); outputs are float32, since
     the parameters built from them are normalised and tiled in float32."""
     def program(p):
         if dtype != "float32":
             p = jax.tree_util.tree_map(lambda a: a.astype(dtype), p)
-        return tuple(o.astype(jnp.float32) for o in _ghn_program(module, p, *inputs))
+        return tuple(o.astype(jnp.float32) for o in _ghn_program(module, box, p, *inputs))
     return jax.vjp(program, params)
 
 
@@ -183,8 +185,10 @@ class MetaStep:
         conv_nodes, pixels, one_d, jobs = [], [], [], []     # pixels: (slot, row, col) arrays per conv node
         n_pix = 0
         last_w, last_b = [], []                              # nodes as (graph, node) until the padding is known
+        all_tasks = []
         for gi, g in enumerate(graphs):
             tasks = assign.plan(g, self.module.max_shape, centre=True)
+            all_tasks += tasks
             abstract = g.abstract_variables
             for t in tasks:
                 name = g.param_names[t.node]
@@ -234,7 +238,7 @@ class MetaStep:
         if self.mesh is not None:
             rep = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
             inputs = tuple(put_global(a, rep) for a in inputs)
-        return inputs, jobs
+        return inputs, jobs, assign.pixel_box(all_tasks, s, centre=True)
 
     @staticmethod
     def _padding(nodes: int, pixels: int, conv: int, one_d: int) -> Tuple[int, int, int, int]:
@@ -249,29 +253,31 @@ class MetaStep:
 
     # -- the step --------------------------------------------------------------------------
     def prepare(self, graphs: Sequence[ArchGraph]):
-        """Host-side (numpy) inputs of the GHN program and the assignment jobs; can run in a
-        data-loading thread."""
+        """(inputs, jobs, box): host-side (numpy) inputs of the GHN program, the assignment jobs
+        and the decoder-map window the program evaluates (static); can run in a data-loading
+        thread."""
         return self._inputs(graphs)
 
     def predict(self, ghn_params, graphs: Sequence[ArchGraph], prepared=None):
         """Per net {module name: Raw(builder, blocks)} (parameters are built inside the op
         kernels), plus what `backward` needs."""
-        inputs, jobs = prepared if prepared is not None else self._inputs(graphs)
-        fwd, bwd, _ = self._ghn_programs(ghn_params, inputs)
+        inputs, jobs, box = prepared if prepared is not None else self._inputs(graphs)
+        fwd, bwd, _ = self._ghn_programs(ghn_params, inputs, box)
         outs, ghn_vjp = fwd(ghn_params, *inputs)
         srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
         blocks = [_take(srcs[j.src], np.int32(j.start), j.n, j.src != "pix") for j in jobs]
         return self._raw(jobs, blocks, len(graphs)), (outs, ghn_vjp, jobs, bwd)
 
-    def _ghn_programs(self, ghn_params, inputs):
+    def _ghn_programs(self, ghn_params, inputs, box):
         """Compiled GHN forward / backward for these padded shapes (compiled once, called
         directly: a jit call would re-trace the whole GHN first)."""
-        sig = ("ghn", self.module, self.ghn_dtype, signature((ghn_params, inputs)))
+        sig = ("ghn", self.module, self.ghn_dtype, box, signature((ghn_params, inputs)))
         e = _PRECOMPILED.get(sig)
         if e is None:
-            fwd, (outs, ghn_vjp) = compile_abstract(_ghn_fwd, self.module, self.ghn_dtype, _abstract(ghn_params),
-                                                    *_abstract(inputs))
-            bwd, _ = compile_abstract(_ghn_bwd, ghn_vjp, outs)
+            opts = compile_options.optimised()
+            fwd, (outs, ghn_vjp) = compile_abstract(_ghn_fwd, self.module, self.ghn_dtype, box, _abstract(ghn_params),
+                                                    *_abstract(inputs), compiler_options=opts)
+            bwd, _ = compile_abstract(_ghn_bwd, ghn_vjp, outs, compiler_options=opts)
             compile_abstract(_zeros, outs)
             e = _PRECOMPILED[sig] = (fwd, bwd, outs)
         return e
@@ -300,8 +306,8 @@ class MetaStep:
         Run it one step ahead in a background thread: new architectures then find their
         kernels compiled, and compilation overlaps compute (docs/deepnets.md, "Executor").
         """
-        inputs, jobs = prepared
-        outs = self._ghn_programs(ghn_params, inputs)[2]
+        inputs, jobs, box = prepared
+        outs = self._ghn_programs(ghn_params, inputs, box)[2]
         srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
         start = np.int32(0)
         blocks = []

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from ghn_jax import tree_paths
+from ghn_jax import compile_options, tree_paths
 from ghn_jax.errors import GhnError, UnknownArchError
 
 DEEPNETS_PREFIX = "deepnets:"
@@ -248,10 +248,9 @@ def predict(ghn, t: Target, rng: int = 0, tile_classifier: bool = False):
 def random_init(t: Target, seed: int = 0):
     """The model's own initialisation (Flax's initialisers of the twin's layers)."""
     key = jax.random.PRNGKey(seed)
-    # Runs once: on CPU, XLA's backend optimisation level 0 halves the compile time.
-    opts = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
+    # Runs once: compile it cheaply.
     init = jax.jit(lambda k: t.module.init({"params": k, "dropout": k}, jnp.zeros(t.input_shape(1)), train=False),
-                   compiler_options=opts)
+                   compiler_options=compile_options.quick())
     return jax.device_get(init(key))
 
 

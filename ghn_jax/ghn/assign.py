@@ -49,6 +49,19 @@ def window(k: int, s: int, centre: bool = True) -> Tuple[int, int]:
     return max(0, off - k // 2), min(s, off + -(-k // 2))
 
 
+def pixel_box(tasks, s: int, centre: bool = True) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """The square window of the S x S decoder map that holds every conv task's window.
+
+    Windows of one GHN nest (centred, or all from the top-left corner), so this is the
+    window of the largest kernel side; squaring it keeps the number of distinct boxes, and
+    so of compiled GHN programs, small. The decoder's first layer is evaluated on it only.
+    """
+    k = max([max(r1 - r0, c1 - c0) for t in tasks if t.kind == "conv"
+             for (r0, r1), (c0, c1) in [t.window]] or [1])
+    w = window(k, s, centre)
+    return w, w
+
+
 def plan(graph, max_shape: Sequence[int], centre: bool = True) -> List[NodeTask]:
     """One task per node that predicts a parameter."""
     co, ci, s, _ = max_shape

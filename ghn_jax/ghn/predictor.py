@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from ghn_jax import tree_paths
+from ghn_jax import compile_options, tree_paths
 from ghn_jax.errors import GhnError
 from ghn_jax.ghn import assign, programs
 from ghn_jax.ghn.checkpoint import GHNConfig, ghn_module
@@ -74,22 +74,22 @@ def _prng_key(seed: int):
 
 
 def _forward(module: GHN3, params, types, shape_ind, spd, valid, conv_nodes, slot, r, c, one_d, last_w, last_b,
-             *, group_sizes, blocks):
+             *, group_sizes, blocks, box):
     """The whole GHN on one padded graph: (B=1, M) inputs -> embeddings and decoder outputs."""
     v = {"params": params}
     x = module.apply(v, types, shape_ind, spd, valid)[0]                       # (M, hid)
-    pix = module.apply(v, x[conv_nodes], slot, r, c, group_sizes, blocks, method=GHN3.decode_pixel_blocks)
+    pix = module.apply(v, x[conv_nodes], slot, r, c, group_sizes, blocks, box, method=GHN3.decode_pixel_blocks)
     rows = module.apply(v, x[one_d], method=GHN3.decode_1d)
     cw = module.apply(v, x[last_w][None], method=GHN3.decode_class)[0]
     cb = module.apply(v, x[last_b][None], method=GHN3.decode_class_bias)[0]
     return x, pix, rows, cw, cb
 
 
-def _traced_forward(module: GHN3, *args, group_sizes, blocks):
+def _traced_forward(module: GHN3, *args, group_sizes, blocks, box):
     # Flax checks every parameter's shape by tracing its initialiser (only at trace
     # time); zero initialisers make that check cheap.
     with zero_initialisers():
-        return _forward(module, *args, group_sizes=group_sizes, blocks=blocks)
+        return _forward(module, *args, group_sizes=group_sizes, blocks=blocks, box=box)
 
 
 class GHN:
@@ -99,10 +99,9 @@ class GHN:
         self.config = config
         self.module: GHN3 = ghn_module(config)
         self.params = jax.tree_util.tree_map(jnp.asarray, params)
-        # On CPU, XLA's backend optimisation level barely changes this program's speed (its
-        # time is in library matmuls) but halves its compile time, which a cold predict pays.
-        self._compiler_options = ({"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu"
-                                  else None)
+        # This program's time is in library matmuls, so the cheapest compile costs it no
+        # speed and a third of a cold predict's compile time.
+        self._compiler_options = compile_options.quick()
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, trust_pickle: bool = False, **kwargs) -> "GHN":
@@ -155,7 +154,8 @@ class GHN:
         args = (self.params, batch.node_types, si, batch.spd.astype(np.int32), batch.mask, conv_nodes,
                 np.asarray(slot_a, np.int32), np.asarray(r_a, np.int32), np.asarray(c_a, np.int32),
                 pad_ints(one_d, pow2(max(1, len(one_d)))), np.int32(n - 2), np.int32(n - 1))
-        static = {"group_sizes": tuple(sizes), "blocks": tuple(blocks)}
+        static = {"group_sizes": tuple(sizes), "blocks": tuple(blocks),
+                  "box": assign.pixel_box(tasks, s, centre=not cfg.is_ghn2)}
         key = programs.program_key("ghn-forward", args, [cfg.to_dict(), static])
         forward = programs.get(key, lambda: (jax.jit(functools.partial(_traced_forward, self.module, **static)),
                                              args), self._compiler_options)

@@ -26,6 +26,7 @@ the rules of the reference graph (design/ghn3-reference.md §1.3):
 import dataclasses
 import contextlib
 import inspect
+import threading
 import time
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -637,32 +638,62 @@ def _call_kwargs(model: nn.Module, train: bool) -> Dict[str, Any]:
     return {}
 
 
+_ORIGINAL_PARAM = flax_scope.Scope.param
+_ZERO = threading.local()          # .record: this thread's active context (absent: none)
+_ZERO_LOCK = threading.Lock()
+_ZERO_USERS = [0]
+
+
+def _zero_param(self, name, init_fn, *init_args, unbox=True, **init_kwargs):
+    state = getattr(_ZERO, "state", None)
+    if state is None:                 # another thread's context is active, not this one's
+        return _ORIGINAL_PARAM(self, name, init_fn, *init_args, unbox=unbox, **init_kwargs)
+    record = state[0]
+    if record is not None:
+        record[("params",) + tuple(self.path) + (name,)] = (init_fn, init_args, init_kwargs)
+    shape = init_args[0] if init_args else None
+    if isinstance(shape, int):
+        shape = (shape,)
+    if isinstance(shape, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in shape) \
+            and not init_kwargs and len(init_args) <= 2:
+        dtype = init_args[1] if len(init_args) == 2 and init_args[1] is not None else jnp.float32
+        if not self.has_variable("params", name) and self.is_mutable_collection("params"):
+            # Created directly: Flax would first derive an rng for it (a traced fold_in of
+            # threefry per parameter, ~15% of a graph trace) that zeros do not use.
+            self.reserve(name, "params")
+            value = jnp.zeros(tuple(shape), dtype)
+            self.put_variable("params", name, value)
+            return value
+        init_fn = lambda rng, *_: jnp.zeros(tuple(shape), dtype)
+    return _ORIGINAL_PARAM(self, name, init_fn, *init_args, unbox=unbox, **init_kwargs)
+
+
 @contextlib.contextmanager
 def zero_initialisers(record: Optional[Dict[Tuple[str, ...], Any]] = None):
     """Parameters are created as zeros while tracing: the graph needs their shapes only,
-    and tracing every random initialiser is about 40% of a cold trace. Applies to
+    and tracing every random initialiser is about 40% of a cold trace; in `apply`, Flax's
+    check of an existing parameter's shape traces its initialiser too. Applies to
     initialisers called as init(rng, shape[, dtype]) (all Flax layers); others run as is.
     `record` receives {('params', *path): (init_fn, args, kwargs)}: the model's own
-    initialisers, for parameters a GHN does not predict."""
-    original = flax_scope.Scope.param
+    initialisers, for parameters a GHN does not predict.
 
-    def param(self, name, init_fn, *init_args, unbox=True, **init_kwargs):
-        if record is not None:
-            record[("params",) + tuple(self.path) + (name,)] = (init_fn, init_args, init_kwargs)
-        shape = init_args[0] if init_args else None
-        if isinstance(shape, int):
-            shape = (shape,)
-        if isinstance(shape, (tuple, list)) and all(isinstance(d, (int, np.integer)) for d in shape) \
-                and not init_kwargs and len(init_args) <= 2:
-            dtype = init_args[1] if len(init_args) == 2 and init_args[1] is not None else jnp.float32
-            init_fn = lambda rng, *_: jnp.zeros(tuple(shape), dtype)
-        return original(self, name, init_fn, *init_args, unbox=unbox, **init_kwargs)
-
-    flax_scope.Scope.param = param
+    Per thread: Flax's `Scope.param` is patched while any thread is inside a context, and
+    the patch acts only for those threads, so a data-loading thread that traces graphs or
+    kernels leaves another thread's real initialisation alone."""
+    with _ZERO_LOCK:
+        if _ZERO_USERS[0] == 0:
+            flax_scope.Scope.param = _zero_param
+        _ZERO_USERS[0] += 1
+    outer = getattr(_ZERO, "state", None)
+    _ZERO.state = (record,)
     try:
         yield
     finally:
-        flax_scope.Scope.param = original
+        _ZERO.state = outer
+        with _ZERO_LOCK:
+            _ZERO_USERS[0] -= 1
+            if _ZERO_USERS[0] == 0:
+                flax_scope.Scope.param = _ORIGINAL_PARAM
 
 
 def trace(model: nn.Module, input_shape: Sequence[int], *, train: bool = True,

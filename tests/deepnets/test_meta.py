@@ -69,10 +69,10 @@ def test_loss_and_ghn_gradients_equal_one_monolithic_grad(setup):
         y = jnp.array([1, 2, 3])
         step = MetaStep(module, label_smoothing=0.1, lam=3e-5)
         out = step(p64, nets, x, y)
-        inputs, jobs = step._inputs([n.graph for n in nets])
+        inputs, jobs, _ = step._inputs([n.graph for n in nets])
 
         def loss(p):
-            pix, rows, cw, cb = _ghn_program(module, p, *inputs)
+            pix, rows, cw, cb = _ghn_program(module, None, p, *inputs)       # the full decoder map
             srcs = {"pix": pix, "rows": rows, "cw": cw, "cb": cb}
             flat, reg = [{} for _ in nets], 0.0
             for j in jobs:
