@@ -28,7 +28,6 @@ import numpy as np
 from ghn_jax import compile_options
 from ghn_jax.deepnets.network import NetPlan, Ops, run_plan
 from ghn_jax.deepnets.ops import OpSpec, make_op, shift_add_depthwise
-from ghn_jax.graph.tracer import zero_initialisers
 
 
 class Raw:
@@ -55,11 +54,9 @@ def _apply(key: Tuple, p, xs):
     if builder is not None:
         p, norm = builder(p)
     if kind == "op":
-        with zero_initialisers():          # Flax's shape check would trace the real initialisers
-            y = make_op(key[1]).apply({"params": p}, xs[0])
+        y = make_op(key[1]).apply({"params": p}, xs[0])
     elif kind == "head":
-        with zero_initialisers():
-            y = make_op(key[1]).apply({"params": p}, xs[0], xs[1] if len(xs) > 1 else None)
+        y = make_op(key[1]).apply({"params": p}, xs[0], xs[1] if len(xs) > 1 else None)
     elif kind == "add":
         y = xs[0] + xs[1]
     elif kind == "concat":
@@ -288,14 +285,20 @@ class _AbstractOps(_KernelOps):
 
 
 class _Programs:
-    """The compiled forward and backward programs of one kernel signature."""
-    __slots__ = ("fwd", "bwd", "out", "uses", "tier")
+    """The compiled forward and backward programs of one kernel signature.
+
+    last: the forward-pass clock (`_CLOCK`) when a pass or a precompile last asked for them,
+    for least-recently-used eviction (`Executor.maybe_evict`)."""
+    __slots__ = ("fwd", "bwd", "out", "uses", "tier", "last")
 
     def __init__(self, fwd, bwd, out, tier):
         self.fwd, self.bwd, self.out, self.uses, self.tier = fwd, bwd, out, 0, tier
+        self.last = _CLOCK[0]
 
 
 _COMPILED: Dict[Any, _Programs] = {}      # kernel signature -> its programs
+_CLOCK = [0]                              # forward passes started in this process
+_NEW_PROGRAMS = [0]                       # programs compiled since the last mapping count
 
 
 def _compile_kernel(key, p, xs, tier: int) -> _Programs:
@@ -321,6 +324,8 @@ def _kernel(key, p, xs) -> _Programs:
         e = _COMPILED[sig] = _compile_kernel(key, p, xs, _first_tier())
         out = e.out
         compile_abstract(_accumulate, out, out)     # a value with several consumers sums cotangents
+        _NEW_PROGRAMS[0] += 3
+    e.last = _CLOCK[0]
     return e
 
 
@@ -435,20 +440,30 @@ class Executor:
     # Every XLA:CPU executable maps its code in its own pages (at least ~12 mappings, more
     # for larger kernels); a few thousand kernels exhaust the default vm.max_map_count
     # (65530) and LLVM aborts the process ("Cannot allocate memory"). Past `max_maps`
-    # mappings all jit caches are dropped; recompiles are cheap with a persistent cache.
+    # mappings the least recently used kernels are dropped (see `maybe_evict`).
     max_maps = 40_000
+    # Reading /proc/self/maps costs ~1 ms per thousand mappings; it is only read once this
+    # many programs have been compiled since the last reading (at most ~50 mappings each,
+    # well within the headroom between max_maps and the kernel's limit).
+    check_every = 150
 
     def maybe_evict(self) -> int:
         """Frees compiled programs when the process holds more than `max_maps` memory
         mappings (Linux; elsewhere never). Returns 0 (nothing done), 1 (jax's caches and the
-        unoptimised kernels dropped; the optimised, i.e. hot, kernels are kept, since the
-        programs called here are held by `_COMPILED`, not by jax's caches) or 2 (everything
-        dropped, because the hot kernels alone fill the mappings)."""
+        least recently used half of the kernels dropped: those of recent passes and of the
+        precompiled next step stay) or 2 (everything dropped, because the kept half alone
+        fills the mappings). A dropped kernel is compiled again if a later network needs it;
+        the programs a tape holds stay alive until its backward pass."""
+        if _NEW_PROGRAMS[0] < self.check_every:
+            return 0
         n = _map_count()
         if n is None or n <= self.max_maps:
+            _NEW_PROGRAMS[0] = 0
             return 0
+        _NEW_PROGRAMS[0] = 0
         jax.clear_caches()
-        for sig in [s for s, e in list(_COMPILED.items()) if e.tier == 0]:
+        by_age = sorted(list(_COMPILED.items()), key=lambda kv: kv[1].last)
+        for sig, _ in by_age[: len(by_age) // 2]:
             _COMPILED.pop(sig, None)
         gc.collect()
         n = _map_count()
@@ -461,6 +476,7 @@ class Executor:
     def forward(self, plan: NetPlan, params: Dict[str, Any], x: jax.Array,
                 dropout_key: Optional[jax.Array] = None, record: bool = True):
         """Logits (B, num_classes) float32 and the tape. x: (B, H, W, 3) NHWC images."""
+        _CLOCK[0] += 1
         tape = Tape()
         v = _V(x, tape.new_value())
         tape.input_id = v.i

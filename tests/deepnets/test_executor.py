@@ -128,20 +128,46 @@ def test_hot_kernels_are_upgraded(monkeypatch):
         assert rel <= 1e-6, rel
 
 
-def test_eviction_keeps_hot_kernels(monkeypatch):
-    """Over the mapping limit, cold (unoptimised) kernels go and hot ones stay; if that is not
-    enough, everything goes."""
+def test_eviction_drops_the_least_recently_used_kernels(monkeypatch):
+    """Over the mapping limit the least recently used half goes; if that is not enough,
+    everything goes. The mappings are only counted after enough new compilations."""
     P = executor_mod._Programs
-    table = {"cold": P(None, None, None, 0), "hot": P(None, None, None, 1)}
+    table = {}
+    for age in range(4):
+        table[f"k{age}"] = P(None, None, None, 1)
+        table[f"k{age}"].last = age
     monkeypatch.setattr(executor_mod, "_COMPILED", table)
-    counts = iter([50_000, 1_000])
-    monkeypatch.setattr(executor_mod, "_map_count", lambda: next(counts))
+    monkeypatch.setattr(executor_mod, "_NEW_PROGRAMS", [0])
+    reads = []
+
+    def maps():
+        reads.append(1)
+        return next(counts)
+    monkeypatch.setattr(executor_mod, "_map_count", maps)
     ex = Executor()
-    assert ex.maybe_evict() == 1 and set(table) == {"hot"}
+    counts = iter([50_000])
+    assert ex.maybe_evict() == 0 and not reads          # too few new programs to look
+    executor_mod._NEW_PROGRAMS[0] = ex.check_every
+    counts = iter([50_000, 1_000])
+    assert ex.maybe_evict() == 1 and set(table) == {"k2", "k3"}
+    executor_mod._NEW_PROGRAMS[0] = ex.check_every
     counts = iter([50_000, 39_000])
     assert ex.maybe_evict() == 2 and not table
+    executor_mod._NEW_PROGRAMS[0] = ex.check_every
     counts = iter([1_000])
-    assert ex.maybe_evict() == 0
+    assert ex.maybe_evict() == 0 and executor_mod._NEW_PROGRAMS[0] == 0
+
+
+def test_kernels_are_stamped_with_the_pass_that_last_used_them(monkeypatch):
+    monkeypatch.setattr(executor_mod, "_COMPILED", {})
+    monkeypatch.setattr(executor_mod, "_CLOCK", [7])
+    x = jnp.ones((2, 3), jnp.float32)
+    e = executor_mod._kernel(("add",), {}, (x, x))
+    assert e.last == 7
+    # a forward pass advances the clock; kernels it (or a precompile) asks for get its value
+    monkeypatch.setattr(executor_mod, "run_plan", lambda plan, v, ops: v)
+    Executor().forward(None, {}, x)
+    assert executor_mod._kernel(("add",), {}, (x, x)) is e and e.last == 8
 
 
 @pytest.mark.slow
