@@ -1,7 +1,6 @@
 """The XLA options of ghn_jax.compile_options are accepted by the pinned jaxlib, and change
 no values."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
