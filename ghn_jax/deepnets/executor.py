@@ -324,7 +324,7 @@ def _kernel(key, p, xs) -> _Programs:
         e = _COMPILED[sig] = _compile_kernel(key, p, xs, _first_tier())
         out = e.out
         compile_abstract(_accumulate, out, out)     # a value with several consumers sums cotangents
-        _NEW_PROGRAMS[0] += 3
+        _NEW_PROGRAMS[0] += 3                       # forward, backward, accumulate
     e.last = _CLOCK[0]
     return e
 
@@ -456,11 +456,10 @@ class Executor:
         the programs a tape holds stay alive until its backward pass."""
         if _NEW_PROGRAMS[0] < self.check_every:
             return 0
+        _NEW_PROGRAMS[0] = 0
         n = _map_count()
         if n is None or n <= self.max_maps:
-            _NEW_PROGRAMS[0] = 0
             return 0
-        _NEW_PROGRAMS[0] = 0
         jax.clear_caches()
         by_age = sorted(list(_COMPILED.items()), key=lambda kv: kv[1].last)
         for sig, _ in by_age[: len(by_age) // 2]:

@@ -639,7 +639,7 @@ def _call_kwargs(model: nn.Module, train: bool) -> Dict[str, Any]:
 
 
 _ORIGINAL_PARAM = flax_scope.Scope.param
-_ZERO = threading.local()          # .record: this thread's active context (absent: none)
+_ZERO = threading.local()          # .state: (record,) of this thread's innermost context; absent: none
 _ZERO_LOCK = threading.Lock()
 _ZERO_USERS = [0]
 
@@ -678,8 +678,8 @@ def zero_initialisers(record: Optional[Dict[Tuple[str, ...], Any]] = None):
     initialisers, for parameters a GHN does not predict.
 
     Per thread: Flax's `Scope.param` is patched while any thread is inside a context, and
-    the patch acts only for those threads, so a data-loading thread that traces graphs or
-    kernels leaves another thread's real initialisation alone."""
+    the patch acts only for those threads, so a data-loading thread that traces graphs
+    leaves another thread's real initialisation alone."""
     with _ZERO_LOCK:
         if _ZERO_USERS[0] == 0:
             flax_scope.Scope.param = _zero_param
