@@ -2,7 +2,15 @@
 
     python benchmarks/train_step.py                         # the full grid: m 2 and 8, 32 and 224 px, 200 steps
     python benchmarks/train_step.py --meta 2 --size 32 --steps 60
-    python benchmarks/train_step.py --cache-dir /tmp/jaxcache   # persistent XLA cache (a 2nd run compiles ~nothing)
+    python benchmarks/train_step.py --meta 2 --size 32 --steps 200 --kernel-store /tmp/ks --warm-nets 2000
+
+Kernel store (ghn_jax/deepnets/kernel_store.py): by default each configuration starts from
+an empty, temporary store, so every kernel signature it meets is compiled in the run.
+`--kernel-store DIR` keeps the compiled kernels in DIR; `--warm-nets N` first compiles
+into it everything that N train-split networks from a disjoint index range (5,000,000 on,
+never seen by the timed steps) need, in `--warm-procs` processes: the figures are then
+those of a deployment whose store already holds the signature universe it meets, with
+architectures that are still new.
 
 Each step samples `meta` fresh train-split architectures (indices never repeat), predicts
 their parameters with a randomly initialised GHN-3-T, runs them with the op-by-op executor
@@ -19,8 +27,11 @@ reference's eager step. The last line is a JSON summary.
 import argparse
 import concurrent.futures
 import json
+import multiprocessing
+import os
 import resource
 import sys
+import tempfile
 import time
 
 import jax
@@ -28,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ghn_jax.deepnets import CompileCounter, arch_graph, net_plan, sample
+from ghn_jax.deepnets import CompileCounter, arch_graph, kernel_store, net_plan, sample
 from ghn_jax.deepnets.executor import HOT_USES, wait_for_upgrades
 from ghn_jax.deepnets.meta import MetaNet, MetaStep
 from ghn_jax.ghn.checkpoint import GHNConfig, ghn_module
@@ -37,6 +48,7 @@ from ghn_jax.ghn.shape_encoder import shape_indices
 from ghn_jax.graph.batch import pad_graphs
 
 WARMUP = 20
+WARM_START = 5_000_000
 
 
 def _nets(indices, imagenet):
@@ -54,20 +66,60 @@ def _peak_bytes():
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024      # CPU: process peak RSS
 
 
-def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bool = True):
-    imagenet = size == 224
+def _ghn(seed, start_index, imagenet):
     cfg = GHNConfig(hid=64, layers=3, heads=8, max_shape=(64, 64, 16, 16), num_classes=1000)
     module = ghn_module(cfg)
     first = _nets([start_index], imagenet)
     b = pad_graphs([first[0].graph])
     params = module.init(jax.random.PRNGKey(seed), b.node_types, shape_indices(b.node_types, b.shapes),
                          b.spd.astype(np.int32), b.mask, method=GHN3.init_all)["params"]
+    return module, params
+
+
+def _warm_worker(args):
+    """Compiles into the store what meta-batches of nets `indices` need (shapes only)."""
+    store, meta, size, indices = args
+    kernel_store.set_directory(store)
+    imagenet = size == 224
+    module, params = _ghn(0, indices[0], imagenet)
+    step_fn = MetaStep(module)
+    x = jax.ShapeDtypeStruct((8, size, size, 3), jnp.float32)
+    y = jax.ShapeDtypeStruct((8,), jnp.int32)
+    t0 = time.perf_counter()
+    for k in range(0, len(indices) - meta + 1, meta):
+        nets = _nets(indices[k:k + meta], imagenet)
+        step_fn.precompile(params, nets, step_fn.prepare([n.graph for n in nets]), x, y, jax.random.PRNGKey(0))
+        step_fn.executor.maybe_evict()
+        done = k + meta
+        if done % 100 < meta:
+            eta = (time.perf_counter() - t0) / done * (len(indices) - done)
+            print(f"  warm-up worker {indices[0]}: {done}/{len(indices)} nets, {kernel_store.stats()}, ETA {eta:.0f} s",
+                  file=sys.stderr, flush=True)
+    return kernel_store.stats()
+
+
+def warm(store: str, meta: int, size: int, n_nets: int, procs: int):
+    """Fills `store` with the kernels of n_nets disjoint networks; returns (seconds, stats)."""
+    t0 = time.perf_counter()
+    indices = list(range(WARM_START, WARM_START + n_nets))
+    chunk = -(-n_nets // procs)
+    jobs = [(store, meta, size, indices[i:i + chunk]) for i in range(0, n_nets, chunk)]
+    with concurrent.futures.ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        stats = list(pool.map(_warm_worker, jobs))
+    total = {k: sum(s[k] for s in stats) for k in stats[0]}
+    return time.perf_counter() - t0, total
+
+
+def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bool = True):
+    imagenet = size == 224
+    module, params = _ghn(seed, start_index, imagenet)
     opt = optax.chain(optax.clip_by_global_norm(5.0), optax.adamw(4e-4, weight_decay=1e-2))
     opt_state = opt.init(params)
     update = jax.jit(lambda g, s, p: (lambda u, s2: (optax.apply_updates(p, u), s2))(*opt.update(g, s, p)))
     step_fn = MetaStep(module)
     rng = np.random.default_rng(seed)
     counter = CompileCounter(always=True)       # background compiles count too
+    store0 = kernel_store.stats()
     pool = concurrent.futures.ThreadPoolExecutor(1)
     next_index = start_index
     x_abs = jax.ShapeDtypeStruct((8, size, size, 3), jnp.float32)
@@ -89,13 +141,15 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bo
     rows = []
     t_all = time.perf_counter()
     for step in range(steps):
+        # Compiles are counted over the whole interval, the wait for the loader included: the
+        # loader thread compiles the next nets' kernels while this thread waits for it.
+        c0, s0, st0 = counter.count, counter.seconds, counter.stall_seconds
         t0 = time.perf_counter()
         nets, prepared = pending.result()
         t_graph_wait = time.perf_counter() - t0
         pending = submit() if step + 1 < steps else None
         x = jnp.asarray(rng.standard_normal((8, size, size, 3)), jnp.float32)
         y = jnp.asarray(rng.integers(0, 1000, 8), jnp.int32)
-        c0, s0, st0 = counter.count, counter.seconds, counter.stall_seconds
         with counter:
             out = step_fn(params, nets, x, y, dropout_key=jax.random.PRNGKey(step), prepared=prepared)
             params, opt_state = update(out["grads"], opt_state, params)
@@ -124,6 +178,7 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bo
         warm.append(time.perf_counter() - t0)
     a = np.array(rows)
     wall = float(a[:, 0].sum())
+    st = kernel_store.stats()
     late = a[WARMUP:] if len(a) > WARMUP else a[-1:]
     return {
         "meta_batch": meta, "image_size": size, "images": 8, "steps": steps,
@@ -137,6 +192,7 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bo
         "graph_wait_s": float(a[:, 3].sum()), "peak_memory_bytes": _peak_bytes(),
         "wall_s": wall, "first_loss": float(a[0, 4]), "last_loss": float(a[-1, 4]),
         "warm_step_s": float(np.median(warm)),
+        "kernel_store": {k: st[k] - store0[k] for k in st},
     }
 
 
@@ -147,6 +203,11 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=None, help="persistent XLA compilation cache directory")
+    p.add_argument("--kernel-store", default=None,
+                   help="keep compiled kernels in this folder (default: a fresh temporary store per configuration)")
+    p.add_argument("--warm-nets", type=int, default=0,
+                   help="first compile into the store what this many disjoint networks need")
+    p.add_argument("--warm-procs", type=int, default=max(1, min(8, os.cpu_count() or 1)))
     p.add_argument("--no-ahead", action="store_true", help="do not compile the next step's kernels in the background")
     args = p.parse_args(argv)
     if args.cache_dir:
@@ -157,14 +218,30 @@ def main(argv=None):
     start = 10_000
     for size in args.size:
         for meta in args.meta:
+            tmp = None
+            if args.kernel_store:
+                store = args.kernel_store
+            else:
+                tmp = tempfile.TemporaryDirectory(prefix="ghn_jax_kernels_")
+                store = tmp.name
+            kernel_store.set_directory(store)
+            warm_s, warm_stats = (warm(store, meta, size, args.warm_nets, args.warm_procs) if args.warm_nets
+                                  else (0.0, None))
+            if args.warm_nets:
+                print(f"m{meta} {size}px: store warmed with {args.warm_nets} disjoint nets in {warm_s:.0f} s "
+                      f"({warm_stats})", flush=True)
             r = run(meta, size, args.steps, args.seed, start, ahead=not args.no_ahead)
+            r.update(warm_nets=args.warm_nets, warm_s=warm_s, kernel_store_dir=args.kernel_store)
+            if tmp is not None:
+                tmp.cleanup()
             start += meta * args.steps          # every configuration sees its own fresh nets
             print(f"m{meta} {size}px: {r['steps_per_s']:.3f} steps/s, {r['images_x_archs_per_s']:.1f} images x archs/s, "
                   f"{r['compilations']} compilations ({r['compile_s']:.0f} s, stall {r['stall_s']:.0f} s), "
                   f"after step {WARMUP}: {r['compilations_after_warmup']} "
                   f"({100 * r['compile_fraction_after_warmup']:.1f}% of wall, stall "
                   f"{100 * r['stall_fraction_after_warmup']:.1f}%), "
-                  f"peak {r['peak_memory_bytes'] / 2**30:.2f} GiB, warm step {r['warm_step_s']:.2f} s", flush=True)
+                  f"peak {r['peak_memory_bytes'] / 2**30:.2f} GiB, warm step {r['warm_step_s']:.2f} s, "
+                  f"kernel store {r['kernel_store']}", flush=True)
             results.append(r)
     print(json.dumps({"backend": jax.default_backend(), "device": str(jax.devices()[0]), "results": results}))
 

@@ -23,3 +23,23 @@ def test_options_compile_and_agree_with_xla_defaults(options):
 def test_other_backends_get_xla_defaults(monkeypatch):
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert compile_options.optimised() is None and compile_options.quick() is None
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu" or not __import__("os").path.exists("/proc/self/maps"),
+                    reason="XLA:CPU on Linux")
+@pytest.mark.parametrize("options", [compile_options.OPTIMISED, compile_options.QUICK])
+def test_programs_hold_few_memory_mappings(options):
+    """One object file per program: a process can keep thousands of kernels loaded under
+    Linux's default vm.max_map_count (XLA's default codegen split costs ~40 per program)."""
+    def maps():
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f)
+    def f(x, w):
+        y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jax.nn.relu((y - y.mean((0, 1, 2))) * jax.lax.rsqrt(y.var((0, 1, 2)) + 1e-5)).sum()
+    before, progs = maps(), []
+    for c in range(8, 18):
+        x = jax.ShapeDtypeStruct((2, 8, 8, c), np.float32)
+        w = jax.ShapeDtypeStruct((3, 3, c, 5), np.float32)
+        progs.append(jax.jit(jax.value_and_grad(f, argnums=(0, 1))).lower(x, w).compile(options))
+    assert (maps() - before) / len(progs) < 15

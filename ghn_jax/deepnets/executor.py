@@ -2,10 +2,11 @@
 each one (design and measurements: docs/deepnets.md, "Executor").
 
 A network is a walk over its plan (network.run_plan). Here every op of the walk is one
-jitted *kernel* keyed by (OpSpec, input shapes): the kernel returns the op's output and
-its VJP closure (`jax.vjp` inside `jax.jit`; the closure is a pytree of residuals), and
-one generic jitted function applies a VJP closure to a cotangent. The forward records a
-tape; `backward` walks it in reverse. Compilations are therefore bounded by the number
+compiled *kernel* keyed by (OpSpec, input shapes): its forward program returns the op's
+output and the residuals of its VJP (`jax.vjp` inside `jax.jit`, flattened to arrays), its
+backward program applies them to a cotangent. The forward records a tape; `backward` walks
+it in reverse. Both programs go through the on-disk kernel store (kernel_store.py), so a
+signature any earlier process compiled costs a ~2 ms load instead of a compile. Compilations are therefore bounded by the number
 of distinct (op, channels, resolution, batch) buckets, not by the number of
 architectures: a new genotype reuses the kernels of the ops it is made of.
 
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ghn_jax import compile_options
+from ghn_jax.deepnets import kernel_store
 from ghn_jax.deepnets.network import NetPlan, Ops, run_plan
 from ghn_jax.deepnets.ops import OpSpec, make_op, shift_add_depthwise
 
@@ -100,25 +102,27 @@ def _kernel_options(tier: int):
     return compile_options.quick() if tier == 0 else compile_options.optimised()
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _fwd_kernel(key, out_sharding, p, xs):
-    """(output, vjp closure) of one op; the closure is a pytree (residuals + a static jaxpr).
+def _kernel_programs(key, p, xs, opts):
+    """Compiled (fwd, bwd, out) of one op through the kernel store (kernel_store.py):
+    fwd(p, xs) -> ((output, norm), residuals); bwd(residuals, (g, g_norm)) -> (g_p, g_xs).
 
-    out_sharding: None (one device) or where the activation must live (batch-sharded,
-    see `batch_sharding`), so that every kernel sees its inputs where it was compiled for.
-    """
-    (y, norm), vjp = jax.vjp(functools.partial(_apply, key), p, xs)
-    if out_sharding is not None:
-        y = jax.lax.with_sharding_constraint(y, out_sharding)
-    return (y, norm), vjp
+    On several devices the activation is kept where it must live (`batch_sharding`), so
+    that every kernel sees its inputs where it was compiled for, and cotangents are placed
+    like the primals."""
+    out_sharding = batch_sharding(xs[0]) if xs else None
+    in_shardings = shardings_of((p, xs))
 
+    def wrap(fwd):
+        if out_sharding is None:
+            return fwd
 
-@functools.partial(jax.jit, static_argnums=0)
-def _bwd_kernel(in_shardings, vjp, g):
-    """Cotangents of (params, inputs), placed like the primals (in_shardings: a flat tuple
-    over their leaves, or None on one device)."""
-    cts = vjp(g)
-    return constrain_like(cts, in_shardings)
+        def constrained(p, xs):
+            (y, norm), res = fwd(p, xs)
+            return (jax.lax.with_sharding_constraint(y, out_sharding), norm), res
+        return constrained
+    fwd, bwd, out, _ = kernel_store.vjp_programs(("kernel", key), functools.partial(_apply, key), (p, xs), opts,
+                                                 post=lambda cts: constrain_like(cts, in_shardings), fwd_wrap=wrap)
+    return fwd, bwd, out
 
 
 @jax.jit
@@ -204,6 +208,7 @@ class Tape:
         self.norms: List[jax.Array] = []     # per raw-parameter op: sum of its tensors' norms
         self.n_values = 0
         self.input_id: int = -1
+        self.acc: Dict[int, Any] = {}        # value id -> compiled sum of two of its cotangents
         self.output_id: int = -1
 
     def new_value(self) -> int:
@@ -267,6 +272,7 @@ class _TapeOps(_KernelOps):
             self.tape.norms.append(norm)
         if self.record:
             self.tape.entries.append(_Entry(vjp, tuple(x.i for x in xs), v.i, name, len(key) > 2, bwd))
+            self.tape.acc[v.i] = e.acc
         return v
 
     def key_value(self):
@@ -289,24 +295,23 @@ class _Programs:
 
     last: the forward-pass clock (`_CLOCK`) when a pass or a precompile last asked for them,
     for least-recently-used eviction (`Executor.maybe_evict`)."""
-    __slots__ = ("fwd", "bwd", "out", "uses", "tier", "last")
+    __slots__ = ("fwd", "bwd", "acc", "out", "uses", "tier", "last")
 
     def __init__(self, fwd, bwd, out, tier):
         self.fwd, self.bwd, self.out, self.uses, self.tier = fwd, bwd, out, 0, tier
+        self.acc = None           # sums two cotangents of the output (a value with several consumers)
         self.last = _CLOCK[0]
 
 
 _COMPILED: Dict[Any, _Programs] = {}      # kernel signature -> its programs
+_ACC: Dict[Any, Any] = {}                 # output signature -> compiled cotangent sum
 _CLOCK = [0]                              # forward passes started in this process
 _NEW_PROGRAMS = [0]                       # programs compiled since the last mapping count
 
 
 def _compile_kernel(key, p, xs, tier: int) -> _Programs:
-    opts = _kernel_options(tier)
     with shift_add_depthwise(tier == 1):
-        fwd, ((out, norm), vjp) = compile_abstract(_fwd_kernel, key + (tier == 1,), batch_sharding(xs[0]) if xs else None,
-                                                   p, xs, compiler_options=opts)
-    bwd, _ = compile_abstract(_bwd_kernel, shardings_of((p, xs)), vjp, (out, norm), compiler_options=opts)
+        fwd, bwd, (out, _) = _kernel_programs(key + (tier == 1,), p, xs, _kernel_options(tier))
     return _Programs(fwd, bwd, out, tier)
 
 
@@ -321,10 +326,14 @@ def _kernel(key, p, xs) -> _Programs:
     e = _COMPILED.get(sig)
     if e is None:
         p, xs = abstract(p), abstract(xs)
-        e = _COMPILED[sig] = _compile_kernel(key, p, xs, _first_tier())
-        out = e.out
-        compile_abstract(_accumulate, out, out)     # a value with several consumers sums cotangents
-        _NEW_PROGRAMS[0] += 3                       # forward, backward, accumulate
+        e = _compile_kernel(key, p, xs, _first_tier())
+        asig = signature(e.out)
+        if asig not in _ACC:
+            _ACC[asig] = kernel_store.compile_stored(("accumulate",), _accumulate, e.out, e.out)[0]
+            _NEW_PROGRAMS[0] += 1
+        e.acc = _ACC[asig]
+        _COMPILED[sig] = e
+        _NEW_PROGRAMS[0] += 2                       # forward, backward
     e.last = _CLOCK[0]
     return e
 
@@ -372,6 +381,8 @@ class _Upgrader(threading.Thread):
                     with jax.enable_x64(x64):
                         e = _compile_kernel(key, p, xs, 1)
                     e.uses = HOT_USES
+                    old = _COMPILED.get(sig)
+                    e.acc = old.acc if old is not None else _accumulate
                     _COMPILED[sig] = e
             except Exception as e:                     # keep the tier-0 program; never kill training
                 logging.getLogger(__name__).warning("kernel %s: optimised recompile failed, keeping the "
@@ -449,18 +460,21 @@ class Executor:
 
     def maybe_evict(self) -> int:
         """Frees compiled programs when the process holds more than `max_maps` memory
-        mappings (Linux; elsewhere never). Returns 0 (nothing done), 1 (jax's caches and the
-        least recently used half of the kernels dropped: those of recent passes and of the
-        precompiled next step stay) or 2 (everything dropped, because the kept half alone
-        fills the mappings). A dropped kernel is compiled again if a later network needs it;
-        the programs a tape holds stay alive until its backward pass."""
+        mappings (Linux; elsewhere never). Returns 0 (nothing done), 1 (the least recently
+        used half of the kernels dropped: those of recent passes and of the precompiled next
+        step stay) or 2 (every kernel and jax's own caches dropped, because the kept half
+        alone fills the mappings). A dropped kernel comes back from the kernel store (or is
+        compiled again) if a later network needs it; the programs a tape holds stay alive
+        until its backward pass."""
         if _NEW_PROGRAMS[0] < self.check_every:
             return 0
         _NEW_PROGRAMS[0] = 0
         n = _map_count()
         if n is None or n <= self.max_maps:
             return 0
-        jax.clear_caches()
+        # jax's own caches are left alone here: they hold the few small programs called
+        # through jit (optimizer update, loss, block slicing), which every step needs again.
+        _ACC.clear()
         by_age = sorted(list(_COMPILED.items()), key=lambda kv: kv[1].last)
         for sig, _ in by_age[: len(by_age) // 2]:
             _COMPILED.pop(sig, None)
@@ -468,7 +482,9 @@ class Executor:
         n = _map_count()
         if n is not None and n <= self.max_maps * 3 // 4:
             return 1
+        jax.clear_caches()
         _COMPILED.clear()
+        _ACC.clear()
         gc.collect()
         return 2
 
@@ -512,7 +528,7 @@ class Executor:
             for i, gx in zip(entry.ins, gxs):
                 if i < 0:
                     continue                  # an rng key
-                cots[i] = gx if i not in cots else _accumulate(cots[i], gx)
+                cots[i] = gx if i not in cots else tape.acc.get(i, _accumulate)(cots[i], gx)
         return grads, cots.get(tape.input_id)
 
 

@@ -24,6 +24,7 @@ from jax import lax
 
 from ghn_jax import compile_options, tree_paths
 from ghn_jax.errors import GhnError
+from ghn_jax.deepnets import kernel_store
 from ghn_jax.deepnets.executor import (Executor, Raw, abstract as _abstract, compile_abstract, cross_entropy_and_grad,
                                        put_global, signature)
 from ghn_jax.deepnets.network import NetPlan
@@ -59,21 +60,13 @@ def _ghn_program(module: GHN3, box, params, types, shape_ind, spd, valid, conv_n
     return pix, rows, cw, cb
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _ghn_fwd(module, dtype, box, params, *inputs):
+def _ghn_outputs(module, dtype, box, params, *inputs):
     """dtype: the GHN's compute dtype ('float32' or 'bfloat16'). Parameters stay float32 (the
     cast is inside the VJP, so their gradients are float32 too); outputs are float32, since
     the parameters built from them are normalised and tiled in float32."""
-    def program(p):
-        if dtype != "float32":
-            p = jax.tree_util.tree_map(lambda a: a.astype(dtype), p)
-        return tuple(o.astype(jnp.float32) for o in _ghn_program(module, box, p, *inputs))
-    return jax.vjp(program, params)
-
-
-@jax.jit
-def _ghn_bwd(vjp, cts):
-    return vjp(cts)[0]
+    if dtype != "float32":
+        params = jax.tree_util.tree_map(lambda a: a.astype(dtype), params)
+    return tuple(o.astype(jnp.float32) for o in _ghn_program(module, box, params, *inputs))
 
 
 # ------------------------------------------------------------------------------------------
@@ -274,10 +267,10 @@ class MetaStep:
         sig = ("ghn", self.module, self.ghn_dtype, box, signature((ghn_params, inputs)))
         e = _PRECOMPILED.get(sig)
         if e is None:
-            opts = compile_options.optimised()
-            fwd, (outs, ghn_vjp) = compile_abstract(_ghn_fwd, self.module, self.ghn_dtype, box, _abstract(ghn_params),
-                                                    *_abstract(inputs), compiler_options=opts)
-            bwd, _ = compile_abstract(_ghn_bwd, ghn_vjp, outs, compiler_options=opts)
+            fwd, bwd, outs, _ = kernel_store.vjp_programs(
+                ("ghn", self.module, self.ghn_dtype, box),
+                functools.partial(_ghn_outputs, self.module, self.ghn_dtype, box),
+                (_abstract(ghn_params),) + tuple(_abstract(inputs)), compile_options.optimised(), n_diff=1)
             compile_abstract(_zeros, outs)
             e = _PRECOMPILED[sig] = (fwd, bwd, outs)
         return e
@@ -364,7 +357,7 @@ class MetaStep:
         for k, job in enumerate(jobs):
             if k in block_cts:
                 cts[job.src] = _put(cts[job.src], np.int32(job.start), block_cts[k])
-        return bwd(ghn_vjp, tuple(cts[k] for k in ("pix", "rows", "cw", "cb")))
+        return bwd(ghn_vjp, tuple(cts[k] for k in ("pix", "rows", "cw", "cb")))[0]
 
 
 @dataclasses.dataclass(frozen=True)

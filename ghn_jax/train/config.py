@@ -53,4 +53,7 @@ def base_config(size: str = "t", dataset: str = "imagenet2012") -> ml_collection
     c.init_from = ""                     # a released GHN name or checkpoint path to start from
     c.trust_pickle = False               # needed when init_from is a PyTorch pickle
     c.compilation_cache_dir = ""         # persistent XLA cache (restarts compile nothing)
+    # Compiled executor kernels and GHN training programs on disk (deepnets/kernel_store.py):
+    # "default" = $GHN_JAX_KERNEL_CACHE or $GHN_JAX_CACHE/kernels, "" = off, else a local folder.
+    c.kernel_store = "default"
     return c
