@@ -13,8 +13,8 @@ import pytest
 
 from ghn_jax.deepnets import executor, kernel_store, meta
 
-# One meta-step of two small 32-px networks (a ViT-like one with msa, a conv one with a
-# flatten head) through a small GHN; prints kernel-store counts and the results.
+# One meta-step of a small 32-px conv network with a flatten head through a
+# small GHN; prints kernel-store counts and the results.
 _STEP = textwrap.dedent("""
     import json, sys
     import jax, jax.numpy as jnp, numpy as np
@@ -25,9 +25,8 @@ _STEP = textwrap.dedent("""
     from ghn_jax.ghn.shape_encoder import shape_indices
     from ghn_jax.graph.batch import pad_graphs
     kernel_store.set_directory(sys.argv[1])
-    vit = next(s for s in (sample("train", i) for i in range(100)) if s.is_vit)
     conv = next(s for s in (sample("train", i) for i in range(100)) if not s.is_vit and not s.glob_avg)
-    specs = [s.with_(C=16, n_cells=min(s.n_cells, 3), num_classes=10, fc_dim=32) for s in (vit, conv)]
+    specs = [conv.with_(C=16, n_cells=min(conv.n_cells, 2), num_classes=10, fc_dim=32)]
     nets = [MetaNet(net_plan(s, False), arch_graph(s, False)) for s in specs]
     cfg = GHNConfig(hid=32, layers=2, heads=4, max_shape=(32, 32, 16, 16), num_classes=10)
     module = ghn_module(cfg)
@@ -68,7 +67,8 @@ def test_another_process_loads_every_program_and_gets_identical_results(tmp_path
     third = _run_step(store)
     assert third["stats"]["rebuilt"] == len(files[::2]) == third["stats"]["compiled"]
     assert (third["loss"], third["ce"], third["grads"]) == (first["loss"], first["ce"], first["grads"])
-    assert _run_step(store)["stats"]["compiled"] == 0
+    for f in files[::2]:                  # rewritten whole
+        assert os.path.getsize(f) > 0 and kernel_store._load(f) is not None
 
 
 @pytest.fixture
