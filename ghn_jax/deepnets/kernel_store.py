@@ -95,11 +95,6 @@ def store_key(parts: Any, compiler_options) -> Optional[str]:
     return hashlib.sha256((text + _environment()).encode()).hexdigest()[:32]
 
 
-def _on_default_device(args) -> bool:
-    from ghn_jax.deepnets.executor import placement
-    return all(placement(a) is None for a in jax.tree_util.tree_leaves(args))
-
-
 def _path(key: str) -> Optional[str]:
     """<store>/<environment hash>/<2 hex>/<key>.xla: a jax upgrade or a code change starts a
     new environment folder, and the stale ones can be deleted whole."""
@@ -144,9 +139,9 @@ def compile_stored(parts: Any, jitted: Callable, *args, compiler_options=None, *
     parts: a hashable description of everything that determines the program besides the
     shapes of `args` (which are added here), e.g. ("kernel", op key, tier).
     """
-    from ghn_jax.deepnets.executor import compile_abstract, signature
+    from ghn_jax.deepnets.executor import compile_abstract, shardings_of, signature
     key = path = None
-    if directory() is not None and _on_default_device(args):
+    if directory() is not None and shardings_of(args) is None:     # sharded programs depend on the mesh
         key = store_key((parts, signature(args)), compiler_options)
         path = None if key is None else _path(key)
     if path is not None and os.path.exists(path):
@@ -197,6 +192,7 @@ def vjp_programs(parts: Any, fn: Callable, args: Sequence[Any], compiler_options
     bwd(residual leaves, out cotangent) -> post(cotangents of the first n_diff args, all by
     default), through the store. args are abstract (ShapeDtypeStructs); fwd_wrap(f) may
     constrain the forward's outputs."""
+    from ghn_jax.deepnets.executor import signature
     trees: list = []
     fwd = fwd_wrap(split_vjp(fn, trees, n_diff))
     fwd_c, (out, res) = compile_stored(("fwd", parts), jax.jit(fwd), *args, compiler_options=compiler_options)
@@ -207,11 +203,7 @@ def vjp_programs(parts: Any, fn: Callable, args: Sequence[Any], compiler_options
         return apply_vjp(trees[0], post)(leaves, ct)
     # The backward depends on the forward's arguments, not only on what it receives: the
     # VJP closure's static part (e.g. the spatial size a global pooling averaged over).
-    bwd_c, _ = compile_stored(("bwd", parts, _sig(tuple(args))), jax.jit(bwd), res, out,
+    bwd_c, _ = compile_stored(("bwd", parts, signature(tuple(args))), jax.jit(bwd), res, out,
                               compiler_options=compiler_options)
     return fwd_c, bwd_c, out, res
 
-
-def _sig(tree):
-    from ghn_jax.deepnets.executor import signature
-    return signature(tree)
