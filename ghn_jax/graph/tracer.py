@@ -274,8 +274,9 @@ class _FreeParam:
 
 
 class _Walker:
-    def __init__(self, tr: _Tracer):
+    def __init__(self, tr: _Tracer, leaf_offset: int = 0):
         self.tr = tr
+        self.leaf_offset = leaf_offset             # a replayed fragment's first leaf id (fragments.py)
         self.src: Dict[Any, frozenset] = {}
         self.free: Dict[Any, _FreeParam] = {}
         self.producer: Dict[Any, Any] = {}
@@ -360,7 +361,7 @@ class _Walker:
     # -- rules ----------------------------------------------------------------------------
     def tag(self, eqn, s):
         tr = self.tr
-        lid, io = eqn.params["leaf"], eqn.params["io"]
+        lid, io = eqn.params["leaf"] + self.leaf_offset, eqn.params["io"]
         out = eqn.outvars[0]
         if io == "in":
             self.pending_in.setdefault(lid, set()).update(s)
@@ -696,6 +697,43 @@ def zero_initialisers(record: Optional[Dict[Tuple[str, ...], Any]] = None):
                 flax_scope.Scope.param = _ORIGINAL_PARAM
 
 
+def _trace_init(tr: _Tracer, model: nn.Module, args: Sequence[jax.ShapeDtypeStruct], kwargs: Dict[str, Any]):
+    """make_jaxpr of `model.init_with_output(rngs, *args, **kwargs)` with leaf layers tagged
+    into `tr`: (jaxpr, abstract outputs, abstract variables, initialisers). jaxpr.invars are
+    (rng key, *args); its outvars the outputs, then the variables in jax's tree order."""
+    initialisers: Dict[Tuple[str, ...], Any] = {}
+
+    def init_fn(key, *xs):
+        with nn.intercept_methods(_make_interceptor(tr)), zero_initialisers(initialisers):
+            return model.init_with_output({"params": key, "dropout": key}, *xs, **kwargs)
+
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    closed, (outputs_shape, variables_shape) = jax.make_jaxpr(init_fn, return_shape=True)(key, *args)
+    return closed.jaxpr, outputs_shape, variables_shape, initialisers
+
+
+def _free_params(tr: _Tracer, jaxpr: Jaxpr, n_out: int, variables_shape) -> List[Tuple[int, Tuple[str, ...]]]:
+    """(outvar index, variable path) of the parameters not consumed inside a leaf layer."""
+    var_paths = [tuple(p.split("/")) for p in tree_paths.flatten(variables_shape)]
+    leaf_params = {("params",) + l.path for l in tr.leaves}
+    return [(n_out + k, path) for k, (v, path) in enumerate(zip(jaxpr.outvars[n_out:], var_paths))
+            if path[0] == "params" and path[:-1] not in leaf_params and not isinstance(v, Literal)]
+
+
+def _set_pos_enc_shapes(tr: _Tracer, variables_shape):
+    for f in (tr.nodes[n] for n in tr.pos_enc_of.values()):
+        f.shape = tuple(tree_paths.get(variables_shape, "/".join(f.param)).shape)
+
+
+def _result(tr: _Tracer, out_srcs: List[frozenset], input_node: int, variables_shape, input_shape,
+            initialisers) -> TraceResult:
+    _set_pos_enc_shapes(tr, variables_shape)
+    out = _finalise(tr, out_srcs, input_node)
+    live = [i for i in range(len(tr.nodes)) if i not in tr.dropped]
+    edges = {(u, v) for u, v in tr.edges if u not in tr.dropped and v not in tr.dropped}
+    return TraceResult(tr.nodes, edges, live, out, variables_shape, tuple(input_shape), initialisers)
+
+
 def trace(model: nn.Module, input_shape: Sequence[int], *, train: bool = True,
           call_kwargs: Optional[Dict[str, Any]] = None,
           timings: Optional[Dict[str, float]] = None) -> TraceResult:
@@ -707,42 +745,22 @@ def trace(model: nn.Module, input_shape: Sequence[int], *, train: bool = True,
     """
     t0 = time.perf_counter()
     tr = _Tracer()
-    initialisers: Dict[Tuple[str, ...], Any] = {}
     kwargs = dict(_call_kwargs(model, train)) if call_kwargs is None else dict(call_kwargs)
     input_node = tr.add_node(TracedNode("input", op="input"))
-
-    def init_fn(key, x):
-        with nn.intercept_methods(_make_interceptor(tr)), zero_initialisers(initialisers):
-            return model.init_with_output({"params": key, "dropout": key}, x, **kwargs)
-
     x = jax.ShapeDtypeStruct(tuple(input_shape), jnp.float32)
-    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
-    closed, out_shape = jax.make_jaxpr(init_fn, return_shape=True)(key, x)
-    jaxpr = closed.jaxpr
-    outputs_shape, variables_shape = out_shape
+    jaxpr, outputs_shape, variables_shape, initialisers = _trace_init(tr, model, (x,), kwargs)
 
     t1 = time.perf_counter()
     w = _Walker(tr)
     w.src[jaxpr.invars[1]] = frozenset({input_node})
-    # Free parameters: variables that are not consumed inside a leaf layer.
     n_out = len(jax.tree_util.tree_leaves(outputs_shape))
-    var_paths = [tuple(p.split("/")) for p in tree_paths.flatten(variables_shape)]
-    leaf_params = {("params",) + l.path for l in tr.leaves}
-    for v, path in zip(jaxpr.outvars[n_out:], var_paths):
-        if path[0] == "params" and path[:-1] not in leaf_params and not isinstance(v, Literal):
-            w.free[v] = _FreeParam(path, True, tuple(v.aval.shape))
+    for k, path in _free_params(tr, jaxpr, n_out, variables_shape):
+        v = jaxpr.outvars[k]
+        w.free[v] = _FreeParam(path, True, tuple(v.aval.shape))
     w.walk(jaxpr)
-
     out_srcs = [w.S(v) for v in jaxpr.outvars[:n_out]]
-    for n, f in ((n, tr.nodes[n]) for n in tr.pos_enc_of.values()):
-        leaf = tree_paths.get(variables_shape, "/".join(f.param))
-        f.shape = tuple(leaf.shape)
-    out = _finalise(tr, out_srcs, input_node)
-    live = [i for i in range(len(tr.nodes)) if i not in tr.dropped]
+    result = _result(tr, out_srcs, input_node, variables_shape, input_shape, initialisers)
     if timings is not None:
         timings["jaxpr"] = t1 - t0
         timings["rules"] = time.perf_counter() - t1
-    edges = {(u, v) for u, v in tr.edges if u not in tr.dropped and v not in tr.dropped}
-    return TraceResult(tr.nodes, edges, live, out, variables_shape, tuple(input_shape), initialisers)
-
-
+    return result
