@@ -202,6 +202,8 @@ def main(argv=None):
     p.add_argument("--size", type=int, nargs="+", default=[32, 224], choices=[32, 224])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", type=int, default=10_000,
+                   help="train-split index of the first timed network (a later run on the same store: a new range)")
     p.add_argument("--cache-dir", default=None, help="persistent XLA compilation cache directory")
     p.add_argument("--kernel-store", default=None,
                    help="keep compiled kernels in this folder (default: a fresh temporary store per configuration)")
@@ -215,7 +217,7 @@ def main(argv=None):
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     results = []
-    start = 10_000
+    start = args.start
     for size in args.size:
         for meta in args.meta:
             tmp = None

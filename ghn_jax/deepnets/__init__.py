@@ -11,5 +11,5 @@ from ghn_jax.deepnets.executor import Executor, CompileCounter
 from ghn_jax.deepnets.graph import arch_graph
 
 
-__all__ = ["SPLITS", "NetSpec", "sample", "sample_batch", "Network", "net_plan", "Executor",
+__all__ = ["SPLITS", "NetSpec", "sample", "sample_batch", "Network", "input_size", "net_plan", "Executor",
            "CompileCounter", "arch_graph"]

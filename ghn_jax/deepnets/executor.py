@@ -146,7 +146,10 @@ def _default_device():
 
 
 def _on_default_is_none(s):
-    if isinstance(s, jax.sharding.SingleDeviceSharding) and s._device == _default_device():
+    # Any sharding over the default device alone (the trainer's one-device mesh included) is
+    # unsharded: a program compiled for the device runs such arrays as they are, and it can be
+    # kept in the kernel store, which skips sharded programs.
+    if isinstance(s, jax.sharding.Sharding) and s.device_set == {_default_device()}:
         return None
     return s
 

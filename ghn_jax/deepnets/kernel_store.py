@@ -23,6 +23,7 @@ compiled again and rewritten; a folder that cannot be written only costs the sav
 Entries are grouped by environment (jax version, code hash, ...): folders of environments
 no longer in use can be deleted whole; nothing is deleted automatically.
 """
+import contextlib
 import functools
 import hashlib
 import logging
@@ -82,8 +83,11 @@ def _environment() -> str:
         except OSError:
             import platform
             flags = platform.processor()
+    # The runtime's device count too: programs for one device of an 8-device host runtime and of
+    # a one-device runtime are kept apart.
+    topology = (jax.process_count(), jax.process_index(), jax.device_count(), jax.local_device_count())
     return repr((_FORMAT, jax.__version__, jaxlib.__version__, jax.default_backend(), dev.device_kind,
-                 hashlib.sha256(flags.encode()).hexdigest()[:16], code_hash("deepnets", "ghn", "graph")))
+                 hashlib.sha256(flags.encode()).hexdigest()[:16], code_hash("deepnets", "ghn", "graph"), topology))
 
 
 def store_key(parts: Any, compiler_options) -> Optional[str]:
@@ -133,6 +137,14 @@ def _save(path: str, compiled, out) -> None:
         _LOG.debug("kernel store: not saved (%r)", e)
 
 
+def _fresh_compile():
+    """jax's persistent compilation cache off for this thread's next compile. An XLA:CPU
+    executable that jax loaded from that cache serialises without its object code: stored,
+    it loads but fails at its first call ("Function ... not found")."""
+    from jax._src import config as jax_config
+    return jax_config.enable_compilation_cache(False)
+
+
 def compile_stored(parts: Any, jitted: Callable, *args, compiler_options=None, **kwargs) -> Tuple[Any, Any]:
     """(compiled program, abstract outputs) like `executor.compile_abstract`, through the store.
 
@@ -141,7 +153,10 @@ def compile_stored(parts: Any, jitted: Callable, *args, compiler_options=None, *
     """
     from ghn_jax.deepnets.executor import compile_abstract, shardings_of, signature
     key = path = None
-    if directory() is not None and shardings_of(args) is None:     # sharded programs depend on the mesh
+    # Sharded programs depend on the mesh. Multi-process runtimes are left out altogether: a
+    # program deserialised there failed at its first call, even one compiled in the same kind
+    # of runtime ("CopyArrays only supports destination device list of the same size").
+    if directory() is not None and jax.process_count() == 1 and shardings_of(args) is None:
         key = store_key((parts, signature(args)), compiler_options)
         path = None if key is None else _path(key)
     if path is not None and os.path.exists(path):
@@ -154,7 +169,8 @@ def compile_stored(parts: Any, jitted: Callable, *args, compiler_options=None, *
             _LOG.warning("kernel store: %s unreadable (%r); compiling it again", path, e)
             with _LOCK:
                 _STATS["rebuilt"] += 1
-    compiled, out = compile_abstract(jitted, *args, compiler_options=compiler_options, **kwargs)
+    with _fresh_compile() if path is not None else contextlib.nullcontext():
+        compiled, out = compile_abstract(jitted, *args, compiler_options=compiler_options, **kwargs)
     with _LOCK:
         _STATS["compiled"] += 1
     if path is not None:

@@ -114,14 +114,69 @@ def test_keys_separate_options_precision_and_unstable_parts():
     assert kernel_store.store_key(("k", object()), None) is None      # a memory address: never stored
 
 
-def test_programs_on_a_mesh_are_not_stored(store):
-    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ("data",))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    x = jax.ShapeDtypeStruct((4, 3), jnp.float32, sharding=sharding)
-    kernel_store.compile_stored(("sharded",), jax.jit(lambda x: x * 2), x)
-    assert _files(store) == []
-    kernel_store.compile_stored(("plain",), jax.jit(lambda x: x * 2), jax.ShapeDtypeStruct((4, 3), jnp.float32))
-    assert len(_files(store)) == 1
+_MESH = textwrap.dedent("""
+    import json, os, sys
+    import jax, jax.numpy as jnp, numpy as np
+    from ghn_jax.deepnets import kernel_store
+    kernel_store.set_directory(sys.argv[1])
+    f = jax.jit(lambda x: x * 2)
+    count = lambda: sum(len(fs) for _, _, fs in os.walk(sys.argv[1]))
+    mesh = lambda n: jax.sharding.Mesh(np.array(jax.devices()[:n]), ("data",))
+    on = lambda n: jax.ShapeDtypeStruct((4, 3), jnp.float32, sharding=jax.sharding.NamedSharding(
+        mesh(n), jax.sharding.PartitionSpec("data")))
+    out = {}
+    kernel_store.compile_stored(("k",), f, on(2))
+    out["two_devices"] = count()
+    c, _ = kernel_store.compile_stored(("k",), f, on(1))
+    out["one_device"] = count()
+    x = jax.device_put(np.ones((4, 3), np.float32), on(1).sharding)
+    out["runs_mesh_array"] = np.asarray(c(x)).tolist()
+    kernel_store.compile_stored(("k",), f, jax.ShapeDtypeStruct((4, 3), jnp.float32))
+    out["stats"] = kernel_store.stats()
+    print(json.dumps(out))
+""")
+
+
+def test_sharded_programs_are_not_stored_and_one_device_meshes_are(tmp_path):
+    """A program sharded over devices depends on the mesh: not stored. A one-device mesh (the
+    trainer on one device) is the unsharded program: stored, under the unsharded key."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    p = subprocess.run([sys.executable, "-c", _MESH, str(tmp_path / "k")], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert (out["two_devices"], out["one_device"]) == (0, 1)
+    assert out["runs_mesh_array"] == [[2.0] * 3] * 4
+    assert out["stats"]["loaded"] == 1 and out["stats"]["saved"] == 1
+
+
+_PCACHE = textwrap.dedent("""
+    import sys
+    import jax, jax.numpy as jnp
+    jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    from ghn_jax.deepnets import kernel_store
+    kernel_store.set_directory(sys.argv[2] if sys.argv[2] != "-" else None)
+    f = jax.jit(lambda x: jnp.concatenate([jnp.maximum(x, 0.0), jnp.tanh(x) * 2.0], -1).sum(0))
+    c, _ = kernel_store.compile_stored(("t",), f, jax.ShapeDtypeStruct((4, 8), jnp.float32))
+    print(float(c(jnp.arange(32.0).reshape(4, 8)).sum()))
+""")
+
+
+def test_programs_stored_beside_jax_persistent_cache_run(tmp_path):
+    """Regression: with jax's persistent compilation cache on, a program that jax took from
+    it serialised without its object code, and loaded from the store it failed at its first
+    call ("Function ... not found"). Process 1 fills jax's cache, 2 stores, 3 loads."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    outs = []
+    for store in ("-", str(tmp_path / "k"), str(tmp_path / "k")):
+        p = subprocess.run([sys.executable, "-c", _PCACHE, str(tmp_path / "jax_cache"), store], capture_output=True,
+                           text=True, env=env, timeout=300)
+        assert p.returncode == 0, p.stderr[-3000:]
+        outs.append(p.stdout.strip().splitlines()[-1])
+    assert len(set(outs)) == 1
 
 
 def test_an_unwritable_store_only_costs_the_saving(tmp_path):

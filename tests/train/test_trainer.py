@@ -1,7 +1,8 @@
 """`python -m ghn_jax.train` end to end on CPU (tests/train/tiny_config.py: a tiny GHN on
 scikit-learn's digits): sharding, multi-host, exact resume, preemption, NaN steps and a
 corrupt checkpoint. Every run is a separate process, as on a real machine; they share a
-persistent compilation cache so that only the first run of each device layout compiles."""
+persistent compilation cache and a kernel store, so that only the first run of each device
+layout compiles (and later runs load the store's programs: their results must not change)."""
 import hashlib
 import os
 import random
@@ -25,13 +26,13 @@ CONFIG = os.path.join(ROOT, "tests", "train", "tiny_config.py")
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory):
     d = tmp_path_factory.mktemp("train_shared")
-    return {"data_dir": str(d / "tfds"), "cache": str(d / "xla_cache")}
+    return {"data_dir": str(d / "tfds"), "cache": str(d / "xla_cache"), "kernels": str(d / "kernels")}
 
 
 def _cmd(workdir, shared, *overrides, config=CONFIG):
     return [sys.executable, "-m", "ghn_jax.train", "--config", config, "--workdir", str(workdir),
             f"--config.data.data_dir={shared['data_dir']}", f"--config.compilation_cache_dir={shared['cache']}",
-            *overrides]
+            f"--config.kernel_store={shared['kernels']}", *overrides]
 
 
 def _env(devices=1, **extra):
