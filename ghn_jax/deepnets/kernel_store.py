@@ -137,12 +137,39 @@ def _save(path: str, compiled, out) -> None:
         _LOG.debug("kernel store: not saved (%r)", e)
 
 
+_BYPASS = threading.local()       # .on: this thread's compiles skip jax's persistent cache
+
+
+def _install_bypass() -> bool:
+    """Wraps jax's `is_cache_used` so that a thread can compile past the persistent cache.
+    jax decides once per process whether the cache is in use, so its own (thread-local)
+    `enable_compilation_cache` setting no longer applies after the first compile."""
+    try:
+        from jax._src import compilation_cache as cc
+        original = cc.is_cache_used
+    except (ImportError, AttributeError):
+        return False
+    if not getattr(original, "_ghn_jax_bypass", False):
+        def is_cache_used(backend):
+            return False if getattr(_BYPASS, "on", False) else original(backend)
+        is_cache_used._ghn_jax_bypass = True
+        cc.is_cache_used = is_cache_used
+    return True
+
+
+@contextlib.contextmanager
 def _fresh_compile():
-    """jax's persistent compilation cache off for this thread's next compile. An XLA:CPU
+    """jax's persistent compilation cache off for this thread's compiles. An XLA:CPU
     executable that jax loaded from that cache serialises without its object code: stored,
     it loads but fails at its first call ("Function ... not found")."""
     from jax._src import config as jax_config
-    return jax_config.enable_compilation_cache(False)
+    old = getattr(_BYPASS, "on", False)
+    _BYPASS.on = True
+    try:
+        with jax_config.enable_compilation_cache(False):
+            yield
+    finally:
+        _BYPASS.on = old
 
 
 def compile_stored(parts: Any, jitted: Callable, *args, compiler_options=None, **kwargs) -> Tuple[Any, Any]:
@@ -159,6 +186,8 @@ def compile_stored(parts: Any, jitted: Callable, *args, compiler_options=None, *
     if directory() is not None and jax.process_count() == 1 and shardings_of(args) is None:
         key = store_key((parts, signature(args)), compiler_options)
         path = None if key is None else _path(key)
+    if path is not None and not _install_bypass() and jax.config.jax_compilation_cache_dir:
+        path = None               # cannot compile past jax's cache here: such programs are not kept
     if path is not None and os.path.exists(path):
         try:
             out = _load(path)
