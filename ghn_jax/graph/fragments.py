@@ -127,10 +127,10 @@ class Composition:
             else:
                 ins = [src[u] for u in step[1]]
                 union = frozenset().union(*ins)
-                if kind == "add":           # the pass's rule for `add` (no free parameters here)
+                if kind == "add":           # the pass's own rules (no free parameters here)
                     src[v] = glue.add(None, ins, [None] * len(ins), union)
-                elif kind == "concat" and len([s for s in ins if s]) >= 2 and len(union) >= 2:
-                    src[v] = frozenset({tr.op_node("concat", union, "concatenate")})
+                elif kind == "concat":
+                    src[v] = glue.concat(ins, union)
                 else:
                     src[v] = union
         variables = {"params": params} if params else {}

@@ -326,8 +326,7 @@ class _Walker:
         elif name in ("add", "add_any"):
             out_src = self.add(eqn, ins, free_ins, union)
         elif name == "concatenate":
-            if len([s for s in ins if s]) >= 2 and len(union) >= 2:
-                out_src = frozenset({tr.op_node("concat", union, name)})
+            out_src = self.concat(ins, union)
         elif name == "mul":
             if len(graph_ins) == 2 and len(union) >= 2 and graph_ins[0] != graph_ins[1]:
                 n = tr.op_node("cse", union, name)
@@ -422,6 +421,11 @@ class _Walker:
         if graph_operands >= 2 and len(srcs) >= 2:
             return frozenset({tr.op_node("sum", srcs, "add")})
         return frozenset(srcs)
+
+    def concat(self, ins, union):
+        if len([s for s in ins if s]) >= 2 and len(union) >= 2:
+            return frozenset({self.tr.op_node("concat", union, "concatenate")})
+        return union
 
     def contraction(self, eqn, ins, free_ins, union):
         tr = self.tr

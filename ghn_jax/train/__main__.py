@@ -45,10 +45,8 @@ def main(argv):
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cache))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    store = _CONFIG.value.get("kernel_store", "default")
-    if store != "default":
-        from ghn_jax.deepnets import kernel_store
-        kernel_store.set_directory(os.path.expanduser(store) if store else None)
+    from ghn_jax.train.config import apply_kernel_store
+    apply_kernel_store(_CONFIG.value)
     from ghn_jax.train.trainer import train
     try:
         out = train(_CONFIG.value, _WORKDIR.value)

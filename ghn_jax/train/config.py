@@ -10,6 +10,9 @@ on 4 GPUs for days; data.batch_size must divide by the device count.
 Every field exists here so that `--config.a.b=value` overrides work on any config
 (configs are locked: a misspelt field is an error, not a silent no-op).
 """
+import os
+from typing import Optional
+
 import ml_collections
 
 from ghn_jax.data import get_config as data_config
@@ -57,3 +60,12 @@ def base_config(size: str = "t", dataset: str = "imagenet2012") -> ml_collection
     # "default" = $GHN_JAX_KERNEL_CACHE or $GHN_JAX_CACHE/kernels, "" = off, else a local folder.
     c.kernel_store = "default"
     return c
+
+
+def apply_kernel_store(config) -> Optional[str]:
+    """Points the kernel store where `config.kernel_store` says; its folder (None: off)."""
+    from ghn_jax.deepnets import kernel_store
+    store = config.get("kernel_store", "default")
+    if store != "default":
+        kernel_store.set_directory(os.path.expanduser(store) if store else None)
+    return kernel_store.directory()

@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import sys
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -40,15 +40,6 @@ def parse_steps(text: str) -> Tuple[int, int]:
     return a, b
 
 
-def apply_store_setting(config) -> Optional[str]:
-    """Points the kernel store where `config.kernel_store` says (as the trainer does); its folder."""
-    from ghn_jax.deepnets import kernel_store
-    store = config.get("kernel_store", "default")
-    if store != "default":
-        kernel_store.set_directory(os.path.expanduser(store) if store else None)
-    return kernel_store.directory()
-
-
 def warm_steps(config, first: int, last: int, progress: bool = True) -> Dict[str, int]:
     """Compiles into the store what training steps first..last-1 need; the store's counts."""
     import jax
@@ -57,9 +48,10 @@ def warm_steps(config, first: int, last: int, progress: bool = True) -> Dict[str
     from ghn_jax.deepnets.meta import MetaStep
     from ghn_jax.ghn.checkpoint import ghn_module
     from ghn_jax.train import archs
+    from ghn_jax.train.config import apply_kernel_store
     from ghn_jax.train.trainer import _fold, _ghn_config, _init_fn
 
-    apply_store_setting(config)
+    apply_kernel_store(config)
     module = ghn_module(_ghn_config(config.ghn))
     params = jax.eval_shape(_init_fn(module, config.seed))
     meta = MetaStep(module, label_smoothing=config.loss.label_smoothing, lam=config.loss.lam,
@@ -114,7 +106,8 @@ def main(argv):
         if config.get("parallel", "data") == "arch" or jax.device_count() > 1:
             raise GhnError(f"the kernel store keeps single-device programs only; this run would shard over "
                            f"{jax.device_count()} devices")
-        folder = apply_store_setting(config)
+        from ghn_jax.train.config import apply_kernel_store
+        folder = apply_kernel_store(config)
         if folder is None:
             raise GhnError("the kernel store is off (config.kernel_store or GHN_JAX_KERNEL_CACHE): nothing to fill")
         procs = _PROCS.value or min(16, os.cpu_count() or 1)
