@@ -20,11 +20,13 @@ ahead: it traces the next architectures' graphs and compiles every kernel they w
 
 Reported per configuration: steps/s, images x archs / s, XLA compilations and compile
 seconds (all threads), the compile seconds the training thread itself waited for ("stall"),
-both also after the first 20 steps, peak memory, and the warm step: the last meta-batch again
-once all its kernels are compiled and optimised (median of 5), the figure comparable to the
+both also after the first 20 steps, peak memory, and the warm step: the last `--warm-batches`
+meta-batches again once all their kernels are compiled (mean, median and range; per
+meta-batch the median of 3), the figure comparable to the
 reference's eager step. The last line is a JSON summary.
 """
 import argparse
+import collections
 import concurrent.futures
 import json
 import multiprocessing
@@ -110,7 +112,8 @@ def warm(store: str, meta: int, size: int, n_nets: int, procs: int):
     return time.perf_counter() - t0, total
 
 
-def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bool = True):
+def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bool = True,
+        warm_batches: int = 10):
     imagenet = size == 224
     module, params = _ghn(seed, start_index, imagenet)
     opt = optax.chain(optax.clip_by_global_norm(5.0), optax.adamw(4e-4, weight_decay=1e-2))
@@ -139,6 +142,7 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bo
         return pool.submit(load, idx)
     pending = submit()
     rows = []
+    recent = collections.deque(maxlen=warm_batches)     # (nets, prepared) of the last meta-batches
     t_all = time.perf_counter()
     for step in range(steps):
         # Compiles are counted over the whole interval, the wait for the loader included: the
@@ -148,6 +152,7 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bo
         nets, prepared = pending.result()
         t_graph_wait = time.perf_counter() - t0
         pending = submit() if step + 1 < steps else None
+        recent.append((nets, prepared))
         x = jnp.asarray(rng.standard_normal((8, size, size, 3)), jnp.float32)
         y = jnp.asarray(rng.integers(0, 1000, 8), jnp.int32)
         with counter:
@@ -165,17 +170,22 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bo
                   f"compiles {int(a[:, 1].sum())} ({a[:, 2].sum():.0f} s), loss {a[-1, 4]:.3f}, ETA {eta:.0f} s",
                   file=sys.stderr, flush=True)
     pool.shutdown()
-    # Warm step: the last meta-batch again once every kernel it uses is compiled and optimised
-    # (the figure comparable to the reference's eager step, which compiles nothing).
-    for _ in range(HOT_USES):
-        step_fn(params, nets, x, y, dropout_key=jax.random.PRNGKey(0), prepared=prepared)
-    wait_for_upgrades()
+    # Warm step: the last `warm_batches` meta-batches again once every kernel they use is
+    # compiled (the figure comparable to the reference's eager step, which compiles nothing).
+    # Networks differ by more than 5x in cost (0.25-2.1 s per 32-px meta-batch measured on
+    # the 2-core CPU), so one meta-batch says little: mean and median over several.
     warm = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        out = step_fn(params, nets, x, y, dropout_key=jax.random.PRNGKey(0), prepared=prepared)
-        jax.block_until_ready(out["grads"])
-        warm.append(time.perf_counter() - t0)
+    for nets, prepared in recent:
+        for _ in range(HOT_USES):
+            step_fn(params, nets, x, y, dropout_key=jax.random.PRNGKey(0), prepared=prepared)
+        wait_for_upgrades()
+        ts = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = step_fn(params, nets, x, y, dropout_key=jax.random.PRNGKey(0), prepared=prepared)
+            jax.block_until_ready(out["grads"])
+            ts.append(time.perf_counter() - t0)
+        warm.append(float(np.median(ts)))
     a = np.array(rows)
     wall = float(a[:, 0].sum())
     st = kernel_store.stats()
@@ -191,7 +201,9 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bo
         "compile_fraction_last_half": float(a[steps // 2:, 2].sum() / a[steps // 2:, 0].sum()),
         "graph_wait_s": float(a[:, 3].sum()), "peak_memory_bytes": _peak_bytes(),
         "wall_s": wall, "first_loss": float(a[0, 4]), "last_loss": float(a[-1, 4]),
-        "warm_step_s": float(np.median(warm)),
+        "warm_step_s": float(np.mean(warm)), "warm_step_median_s": float(np.median(warm)),
+        "warm_step_range_s": [float(min(warm)), float(max(warm))], "warm_batches": len(warm),
+        "stream_to_warm": float(np.mean(a[-len(warm):, 0]) / np.mean(warm)),
         "kernel_store": {k: st[k] - store0[k] for k in st},
     }
 
@@ -210,6 +222,8 @@ def main(argv=None):
     p.add_argument("--warm-nets", type=int, default=0,
                    help="first compile into the store what this many disjoint networks need")
     p.add_argument("--warm-procs", type=int, default=max(1, min(8, os.cpu_count() or 1)))
+    p.add_argument("--warm-batches", type=int, default=10,
+                   help="the warm step is averaged over this many of the last meta-batches")
     p.add_argument("--no-ahead", action="store_true", help="do not compile the next step's kernels in the background")
     args = p.parse_args(argv)
     if args.cache_dir:
@@ -232,7 +246,7 @@ def main(argv=None):
             if args.warm_nets:
                 print(f"m{meta} {size}px: store warmed with {args.warm_nets} disjoint nets in {warm_s:.0f} s "
                       f"({warm_stats})", flush=True)
-            r = run(meta, size, args.steps, args.seed, start, ahead=not args.no_ahead)
+            r = run(meta, size, args.steps, args.seed, start, ahead=not args.no_ahead, warm_batches=args.warm_batches)
             r.update(warm_nets=args.warm_nets, warm_s=warm_s, kernel_store_dir=args.kernel_store)
             if tmp is not None:
                 tmp.cleanup()
@@ -242,7 +256,9 @@ def main(argv=None):
                   f"after step {WARMUP}: {r['compilations_after_warmup']} "
                   f"({100 * r['compile_fraction_after_warmup']:.1f}% of wall, stall "
                   f"{100 * r['stall_fraction_after_warmup']:.1f}%), "
-                  f"peak {r['peak_memory_bytes'] / 2**30:.2f} GiB, warm step {r['warm_step_s']:.2f} s, "
+                  f"peak {r['peak_memory_bytes'] / 2**30:.2f} GiB, warm step {r['warm_step_s']:.2f} s "
+                  f"(mean of {r['warm_batches']} meta-batches, median {r['warm_step_median_s']:.2f} s, "
+                  f"range {r['warm_step_range_s'][0]:.2f}-{r['warm_step_range_s'][1]:.2f} s), "
                   f"kernel store {r['kernel_store']}", flush=True)
             results.append(r)
     print(json.dumps({"backend": jax.default_backend(), "device": str(jax.devices()[0]), "results": results}))

@@ -12,6 +12,7 @@ parameters the same way (§4.7).
 """
 import contextlib
 import dataclasses
+import functools
 import threading
 from typing import Optional
 
@@ -90,18 +91,65 @@ def _depthwise(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilatio
         return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
                                         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
                                         feature_group_count=feature_group_count, precision=precision, **kw)
-    (sh, sw), (dh, dw) = window_strides, (rhs_dilation or (1, 1))
-    kh, kw_ = rhs.shape[:2]
-    x = jnp.pad(lhs, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
-    b, hp, wp, _ = x.shape
-    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw_ - 1) - 1) // sw + 1
+    return _shift_add(lhs, rhs, tuple(map(tuple, padding)), tuple(window_strides), tuple(rhs_dilation or (1, 1)))
+
+
+def _taps(x, kh: int, kw: int, strides, dilation):
+    """The k*k strided windows of padded x (B, Hp, Wp, C), each (B, Ho, Wo, C)."""
+    (sh, sw), (dh, dw) = strides, dilation
+    b, hp, wp, c = x.shape
+    ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    return ho, wo, [[lax.slice(x, (0, i * dh, j * dw, 0), (b, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, c),
+                               (1, sh, sw, 1)) for j in range(kw)] for i in range(kh)]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _shift_add(lhs, rhs, padding, strides, dilation):
+    """Depthwise conv (NHWC, HWIO with I = 1) as k*k shifted multiply-adds."""
+    kh, kw = rhs.shape[:2]
+    x = jnp.pad(lhs, ((0, 0), padding[0], padding[1], (0, 0)))
+    _, _, taps = _taps(x, kh, kw, strides, dilation)
     out = None
     for i in range(kh):
-        for j in range(kw_):
-            tap = lax.slice(x, (0, i * dh, j * dw, 0), (b, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, c),
-                            (1, sh, sw, 1)) * rhs[i, j, 0]
+        for j in range(kw):
+            tap = taps[i][j] * rhs[i, j, 0]
             out = tap if out is None else out + tap
     return out
+
+
+def _shift_add_fwd(lhs, rhs, padding, strides, dilation):
+    # Residuals are the inputs alone: autodiff of the sum above would keep every shifted
+    # product (k*k activation-sized arrays per conv) for the weight gradient.
+    return _shift_add(lhs, rhs, padding, strides, dilation), (lhs, rhs)
+
+
+def _shift_add_bwd(padding, strides, dilation, res, g):
+    """Input gradient by autodiff (shifts of g, cheap); weight gradient as one batched
+    matmul per kernel row: for row i, M[c, wo, v] = sum_{b, ho} g[b, ho, wo, c] *
+    x_i[b, ho, v, c] (x_i: padded input rows of tap row i), then dW[i, j, c] = sum_wo
+    M[c, wo, wo*sw + j*dw]. On XLA:CPU this is 2-3x faster than k*k separate reductions over
+    the batch and both spatial axes (channels are the minor axis there)."""
+    lhs, rhs = res
+    kh, kw = rhs.shape[:2]
+    (sh, sw), (dh, dw) = strides, dilation
+    _, vjp_x = jax.vjp(lambda a: _shift_add.fun(a, rhs, padding, strides, dilation), lhs)
+    (g_lhs,) = vjp_x(g)
+    x = jnp.pad(lhs, ((0, 0), padding[0], padding[1], (0, 0)))
+    b, hp, wp, c = x.shape
+    ho, wo = g.shape[1:3]
+    gt = jnp.transpose(g, (3, 0, 1, 2)).reshape(c, b * ho, wo)                    # (C, B*Ho, Wo)
+    xt = jnp.transpose(x, (3, 0, 1, 2))                                           # (C, B, Hp, Wp)
+    rows = []
+    for i in range(kh):
+        xi = lax.slice(xt, (0, 0, i * dh, 0), (c, b, i * dh + (ho - 1) * sh + 1, wp), (1, 1, sh, 1))
+        m = jnp.einsum("cnw,cnv->cwv", gt, xi.reshape(c, b * ho, wp), precision=lax.Precision.HIGHEST)
+        rows.append(jnp.stack([jnp.trace(lax.slice(m, (0, 0, j * dw), (c, wo, j * dw + (wo - 1) * sw + 1),
+                                                   (1, 1, sw)), axis1=1, axis2=2) for j in range(kw)], 0))
+    g_rhs = jnp.stack(rows, 0)[:, :, None, :].astype(rhs.dtype)                 # (kh, kw, 1, C)
+    return g_lhs, g_rhs
+
+
+_shift_add.defvjp(_shift_add_fwd, _shift_add_bwd)
 
 
 def _dw_conv(c: int, ks: int, stride: int, padding: int, dilation: int = 1, name: str = None) -> nn.Conv:

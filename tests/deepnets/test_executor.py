@@ -101,6 +101,30 @@ def test_optimised_kernels_equal_network(monkeypatch):
         _check(dilated, 1)
 
 
+@pytest.mark.parametrize("b,h,w,c,k,stride,dil,pad", [(2, 9, 7, 3, 3, 1, 1, 1), (2, 10, 11, 4, 5, 2, 1, 2),
+                                                      (3, 12, 12, 5, 3, 1, 2, 2), (1, 13, 9, 2, 5, 2, 2, 4),
+                                                      (2, 8, 8, 3, 1, 2, 1, 0), (2, 7, 7, 3, 3, 1, 1, 0)])
+def test_shift_add_depthwise_vjp_equals_grouped_convolution(b, h, w, c, k, stride, dil, pad):
+    """The shift-add depthwise convolution's hand-written VJP (inputs as the only residuals,
+    weight gradient as batched matmuls) equals autodiff of the grouped convolution, odd
+    sizes, strides and dilations included."""
+    from ghn_jax.deepnets.ops import _depthwise, shift_add_depthwise
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.PRNGKey(0), (b, h, w, c), jnp.float64)
+        kernel = jax.random.normal(jax.random.PRNGKey(1), (k, k, 1, c), jnp.float64)
+
+        def conv(x, kernel, shifts):
+            with shift_add_depthwise(shifts):
+                return _depthwise(x, kernel, (stride, stride), ((pad, pad), (pad, pad)), rhs_dilation=(dil, dil),
+                                  feature_group_count=c, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        y_ref, vjp_ref = jax.vjp(lambda a, b_: conv(a, b_, False), x, kernel)
+        y, vjp = jax.vjp(lambda a, b_: conv(a, b_, True), x, kernel)
+        g = jax.random.normal(jax.random.PRNGKey(2), y.shape, jnp.float64)
+        for got, want in zip((y,) + vjp(g), (y_ref,) + vjp_ref(g)):
+            assert got.shape == want.shape
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(want))))
+
+
 def test_hot_kernels_are_upgraded(monkeypatch):
     """A kernel used by HOT_USES forward passes is recompiled optimised in the background and
     swapped in; the values stay those of the Network (float64), before and after."""
