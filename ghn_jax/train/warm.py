@@ -63,7 +63,7 @@ def warm_steps(config, first: int, last: int, progress: bool = True) -> Dict[str
     t0 = time.perf_counter()
     for step in range(first, last):
         nets = archs.meta_batch(config.deepnets, config.seed, step, config.ghn.num_classes)
-        meta.precompile(params, nets, meta.prepare([n.graph for n in nets]), x, y, _fold(key, step))
+        meta.precompile(params, nets, meta.prepare([n.graph for n in nets]), x, y, _fold(key, step), run_once=False)
         meta.executor.maybe_evict()             # bounds the process's memory maps (stored programs stay)
         done = step + 1 - first
         if progress and (done % 50 == 0 or step + 1 == last):

@@ -125,6 +125,45 @@ def test_shift_add_depthwise_vjp_equals_grouped_convolution(b, h, w, c, k, strid
             np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=0, atol=1e-12 * float(jnp.max(jnp.abs(want))))
 
 
+def test_run_once_runs_both_programs_on_zeros_and_skips_what_it_cannot_make():
+    from ghn_jax.deepnets.executor import run_once
+    calls = []
+
+    def fwd(w, x):
+        calls.append(("fwd", type(w), w.shape, x.shape, float(np.abs(x).sum())))
+        return (x @ w, np.float32(0)), [x]
+
+    def bwd(res, ct):
+        calls.append(("bwd", res[0].shape, ct[0].shape, ct[1].shape))
+        return ct
+    args = (jax.ShapeDtypeStruct((3, 2), jnp.float32), jax.ShapeDtypeStruct((4, 3), jnp.float32))
+    assert run_once(fwd, bwd, args)
+    assert calls == [("fwd", np.ndarray, (3, 2), (4, 3), 0.0), ("bwd", (4, 3), (4, 2), ())]
+    typed_key = jax.eval_shape(lambda: jax.random.key(0))
+    assert not run_once(fwd, bwd, args + (typed_key,))
+    assert len(calls) == 2
+
+
+def test_precompile_runs_new_kernels_once(monkeypatch):
+    """Precompiling with run_once executes each new kernel's programs once (on zeros): the
+    first execution of a program costs several times its later ones, and is taken off the
+    step that way (docs/deepnets.md)."""
+    monkeypatch.setattr(executor_mod, "_COMPILED", {})
+    ran = []
+    monkeypatch.setattr(executor_mod, "run_once", lambda fwd, bwd, args, *a: ran.append(args) or True)
+    spec = diverse_specs(1)[0]
+    plan = net_plan(spec, imagenet=False)
+    x = jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32)
+    params = jax.eval_shape(Network(spec, imagenet=False).init, jax.random.PRNGKey(0), x)["params"]
+    Executor().precompile(plan, params, x)                          # default: nothing run
+    assert executor_mod._COMPILED and not ran
+    monkeypatch.setattr(executor_mod, "_COMPILED", {})
+    Executor().precompile(plan, params, x, run_once=True)
+    assert len(ran) == len(executor_mod._COMPILED)
+    Executor().precompile(plan, params, x, run_once=True)          # nothing new: nothing run again
+    assert len(ran) == len(executor_mod._COMPILED)
+
+
 def test_hot_kernels_are_upgraded(monkeypatch):
     """A kernel used by HOT_USES forward passes is recompiled optimised in the background and
     swapped in; the values stay those of the Network (float64), before and after."""
