@@ -26,7 +26,7 @@ from ghn_jax import compile_options, tree_paths
 from ghn_jax.errors import GhnError
 from ghn_jax.deepnets import kernel_store
 from ghn_jax.deepnets.executor import (Executor, Raw, abstract as _abstract, compile_abstract, cross_entropy_and_grad,
-                                       put_global, run_once, signature)
+                                       put_global, signature)
 from ghn_jax.deepnets.network import NetPlan
 from ghn_jax.ghn import assign
 from ghn_jax.ghn.model import GHN3
@@ -266,21 +266,17 @@ class MetaStep:
         blocks = [_take(srcs[j.src], np.int32(j.start), j.n, j.src != "pix") for j in jobs]
         return self._raw(jobs, blocks, len(graphs)), (outs, ghn_vjp, jobs, bwd)
 
-    def _ghn_programs(self, ghn_params, inputs, box, run_new: bool = False):
+    def _ghn_programs(self, ghn_params, inputs, box):
         """Compiled GHN forward / backward for these padded shapes (compiled once, called
-        directly: a jit call would re-trace the whole GHN first). run_new: run new programs
-        once on zeros (`executor.run_once`)."""
+        directly: a jit call would re-trace the whole GHN first)."""
         sig = ("ghn", self.module, self.ghn_dtype, box, signature((ghn_params, inputs)))
         e = _PRECOMPILED.get(sig)
         if e is None:
-            args = (_abstract(ghn_params),) + tuple(_abstract(inputs))
             fwd, bwd, outs, _ = kernel_store.vjp_programs(
                 ("ghn", self.module, self.ghn_dtype, box),
                 functools.partial(_ghn_outputs, self.module, self.ghn_dtype, box),
-                args, compile_options.optimised(), n_diff=1)
+                (_abstract(ghn_params),) + tuple(_abstract(inputs)), compile_options.optimised(), n_diff=1)
             compile_abstract(_zeros, outs)
-            if run_new:
-                run_once(fwd, bwd, args)
             e = _PRECOMPILED[sig] = (fwd, bwd, outs)
         return e
 
@@ -308,12 +304,14 @@ class MetaStep:
 
         Run it one step ahead in a background thread: new architectures then find their
         kernels compiled, and compilation overlaps compute (docs/deepnets.md, "Executor").
-        run_once: run the programs new to this process once on zeros, so that their costly
-        first execution happens here, not in the step (`executor.run_once`); False where
-        the programs are only compiled into the kernel store for other processes.
+        run_once: run the executor's kernels new to this process once on zeros, so that
+        their costly first execution happens here, not in the step (`executor.run_once`);
+        False where the programs are only compiled into the kernel store for other
+        processes. (Not the GHN's programs: zeros of its parameters would be a copy of
+        them, 2.6 GB for GHN-3-XL, per new padding bucket.)
         """
         inputs, jobs, box = prepared
-        outs = self._ghn_programs(ghn_params, inputs, box, run_once)[2]
+        outs = self._ghn_programs(ghn_params, inputs, box)[2]
         srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
         start = np.int32(0)
         blocks = []
