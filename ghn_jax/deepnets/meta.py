@@ -299,16 +299,18 @@ class MetaStep:
         return {m: jax.jit(r.builder)(r.blocks)[0] for m, r in raw_params.items()}
 
     def precompile(self, ghn_params, nets: Sequence[MetaNet], prepared, images, labels, dropout_key=None,
-                   run_once: bool = True):
+                   run_once: bool = False):
         """Compiles everything `__call__` will run for these nets, from shapes alone.
 
         Run it one step ahead in a background thread: new architectures then find their
         kernels compiled, and compilation overlaps compute (docs/deepnets.md, "Executor").
         run_once: run the executor's kernels new to this process once on zeros, so that
         their costly first execution happens here, not in the step (`executor.run_once`);
-        False where the programs are only compiled into the kernel store for other
-        processes. (Not the GHN's programs: zeros of its parameters would be a copy of
-        them, 2.6 GB for GHN-3-XL, per new padding bucket.)
+        not for a warm-up that only compiles into the kernel store. (Not the GHN's programs:
+        zeros of its parameters would be a copy of them, 2.6 GB for GHN-3-XL, per new
+        padding bucket.) Off by default: on the 2-core CPU, where the loader thread already
+        sets the pace, 60 stream steps ran at 0.64 steps/s with it and 0.76 without
+        (docs/deepnets.md, 2026-12-03); hosts with idle cores may gain from it.
         """
         inputs, jobs, box = prepared
         outs = self._ghn_programs(ghn_params, inputs, box)[2]
