@@ -344,7 +344,7 @@ def _kernel(key, p, xs, run_new: bool = False) -> _Programs:
     return e
 
 
-def run_once(fwd, bwd, args, cotangent=lambda out: out) -> bool:
+def run_once(fwd, bwd, args) -> bool:
     """Runs a forward/backward program pair once on zeros of `args`' shapes (abstract).
 
     A program's first execution in a process costs 3-5x its later ones (measured per op on
@@ -353,7 +353,6 @@ def run_once(fwd, bwd, args, cotangent=lambda out: out) -> bool:
     programs for the first time. Running them once where they were loaded or compiled (the
     precompile thread, one step ahead) takes that cost off the training thread. The
     results are thrown away: programs are pure, so nothing of the step changes.
-    cotangent(forward output) -> the backward's cotangent (zeros are made of it).
     Returns False where skipped: arguments on several devices, or of a dtype that cannot be
     made with numpy (typed PRNG keys)."""
     leaves = jax.tree_util.tree_leaves(args)
@@ -361,8 +360,7 @@ def run_once(fwd, bwd, args, cotangent=lambda out: out) -> bool:
         return False
     zeros = lambda t: jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), t)
     out, res = fwd(*zeros(args))
-    ct = jax.tree_util.tree_map(lambda a: np.zeros(a.shape, a.dtype), cotangent(out))
-    jax.block_until_ready(bwd(res, ct))
+    jax.block_until_ready(bwd(res, zeros(out)))
     return True
 
 

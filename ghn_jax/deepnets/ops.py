@@ -99,7 +99,7 @@ def _taps(x, kh: int, kw: int, strides, dilation):
     (sh, sw), (dh, dw) = strides, dilation
     b, hp, wp, c = x.shape
     ho, wo = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
-    return ho, wo, [[lax.slice(x, (0, i * dh, j * dw, 0), (b, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, c),
+    return [[lax.slice(x, (0, i * dh, j * dw, 0), (b, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, c),
                                (1, sh, sw, 1)) for j in range(kw)] for i in range(kh)]
 
 
@@ -108,7 +108,7 @@ def _shift_add(lhs, rhs, padding, strides, dilation):
     """Depthwise conv (NHWC, HWIO with I = 1) as k*k shifted multiply-adds."""
     kh, kw = rhs.shape[:2]
     x = jnp.pad(lhs, ((0, 0), padding[0], padding[1], (0, 0)))
-    _, _, taps = _taps(x, kh, kw, strides, dilation)
+    taps = _taps(x, kh, kw, strides, dilation)
     out = None
     for i in range(kh):
         for j in range(kw):
@@ -135,7 +135,7 @@ def _shift_add_bwd(padding, strides, dilation, res, g):
     _, vjp_x = jax.vjp(lambda a: _shift_add.fun(a, rhs, padding, strides, dilation), lhs)
     (g_lhs,) = vjp_x(g)
     x = jnp.pad(lhs, ((0, 0), padding[0], padding[1], (0, 0)))
-    b, hp, wp, c = x.shape
+    b, _, wp, c = x.shape
     ho, wo = g.shape[1:3]
     gt = jnp.transpose(g, (3, 0, 1, 2)).reshape(c, b * ho, wo)                    # (C, B*Ho, Wo)
     xt = jnp.transpose(x, (3, 0, 1, 2))                                           # (C, B, Hp, Wp)
