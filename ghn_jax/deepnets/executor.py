@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ghn_jax import compile_options
-from ghn_jax.deepnets import kernel_store
+from ghn_jax.deepnets import kernel_store, pacing
 from ghn_jax.deepnets.network import NetPlan, Ops, run_plan
 from ghn_jax.deepnets.ops import OpSpec, make_op, shift_add_depthwise
 
@@ -270,6 +270,7 @@ class _TapeOps(_KernelOps):
             self.counted.add(id(e))
             _used(key, p, arrays, e)
         (out, norm), vjp = fwd(p, arrays)
+        pacing.step(out)
         v = _V(out, self.tape.new_value())
         if len(key) > 2:
             self.tape.norms.append(norm)
@@ -550,7 +551,7 @@ class Executor:
             g = cots.pop(entry.out, None)
             if g is None:
                 continue                      # the value does not reach the loss
-            gp, gxs = entry.bwd(entry.vjp, (g, nct if entry.raw else zero))
+            gp, gxs = pacing.step(entry.bwd(entry.vjp, (g, nct if entry.raw else zero)))
             if entry.name is not None:
                 grads[entry.name] = gp
             for i, gx in zip(entry.ins, gxs):

@@ -24,7 +24,7 @@ from jax import lax
 
 from ghn_jax import compile_options, tree_paths
 from ghn_jax.errors import GhnError
-from ghn_jax.deepnets import kernel_store
+from ghn_jax.deepnets import kernel_store, pacing
 from ghn_jax.deepnets.executor import (Executor, Raw, abstract as _abstract, compile_abstract, cross_entropy_and_grad,
                                        put_global, signature)
 from ghn_jax.deepnets.network import NetPlan
@@ -263,7 +263,7 @@ class MetaStep:
         fwd, bwd, _ = self._ghn_programs(ghn_params, inputs, box)
         outs, ghn_vjp = fwd(ghn_params, *inputs)
         srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
-        blocks = [_take(srcs[j.src], np.int32(j.start), j.n, j.src != "pix") for j in jobs]
+        blocks = [pacing.step(_take(srcs[j.src], np.int32(j.start), j.n, j.src != "pix")) for j in jobs]
         return self._raw(jobs, blocks, len(graphs)), (outs, ghn_vjp, jobs, bwd)
 
     def _ghn_programs(self, ghn_params, inputs, box):
@@ -369,7 +369,7 @@ class MetaStep:
         cts = dict(zip(("pix", "rows", "cw", "cb"), _zeros(outs)))
         for k, job in enumerate(jobs):
             if k in block_cts:
-                cts[job.src] = _put(cts[job.src], np.int32(job.start), block_cts[k])
+                cts[job.src] = pacing.step(_put(cts[job.src], np.int32(job.start), block_cts[k]))
         return bwd(ghn_vjp, tuple(cts[k] for k in ("pix", "rows", "cw", "cb")))[0]
 
 

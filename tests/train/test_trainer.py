@@ -41,10 +41,16 @@ def _env(devices=1, **extra):
     return env
 
 
+def why(stderr: str) -> str:
+    """XLA's fatal and error log lines first (an abort's tail is all thread dumps), then the tail."""
+    logged = [l for l in stderr.splitlines() if re.match(r"[FE]\d{4} ", l)]
+    return "\n".join(logged[:3] + logged[-3:]) + "\n...\n" + stderr[-2000:]
+
+
 def run(workdir, shared, *overrides, devices=1, timeout=600, config=CONFIG):
     p = subprocess.run(_cmd(workdir, shared, *overrides, config=config), env=_env(devices), cwd=ROOT, capture_output=True,
                        text=True, timeout=timeout)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.returncode == 0, why(p.stderr)
     return p
 
 
@@ -121,7 +127,7 @@ def _two_processes(tmp_path, shared, *overrides):
              for i in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
+        assert p.returncode == 0, why(err)
     digests = [re.search(r"params sha256 (\w+)", out).group(1) for out, _ in outs]
     assert digests[0] == digests[1]                            # both processes end identical
     assert digests[0] == digest(tmp_path)
@@ -163,7 +169,7 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path, shared):
         time.sleep(0.05)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err[-3000:]
+    assert p.returncode == 0, why(err)
     saved = int(re.search(r"preempted: saved step (\d+)", err).group(1))
     assert 1 <= saved < 1000 and checkpoint_steps(tmp_path) == [saved]
 
