@@ -17,11 +17,11 @@ trainer test on a loaded 2-core machine; gdb on a hung process shows the cycle:
   launch waiting).
 
 Setting jax_cpu_enable_async_dispatch=False does not help: the 8-device trainer still hung
-in at least 2 of its first 4 runs, with the same threads in the same places. Waiting for the devices
-every `EVERY` dispatches keeps every queue far below the limit (tests/deepnets/test_pacing.py
-reproduces the hang with deliberately lagging devices, and shows pacing removes it). Only
-processes with several CPU devices pay the waits; with one CPU device, on GPUs and on TPUs
-`step` does nothing.
+in at least 2 of its first 4 runs, with the same threads in the same places. Waiting for
+the devices every `EVERY` dispatches keeps every queue far below the limit
+(tests/deepnets/test_pacing.py reproduces the hang with deliberately lagging devices, and
+shows pacing removes it). Only processes with several CPU devices pay the waits; with one
+CPU device, on GPUs and on TPUs `step` does nothing.
 """
 import functools
 
