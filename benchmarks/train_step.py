@@ -8,8 +8,9 @@ Kernel store (ghn_jax/deepnets/kernel_store.py): by default each configuration s
 an empty, temporary store, so every kernel signature it meets is compiled in the run.
 `--kernel-store DIR` keeps the compiled kernels in DIR; `--warm-nets N` first compiles
 into it everything that N train-split networks from a disjoint index range (5,000,000 on,
-never seen by the timed steps) need, in `--warm-procs` processes: the figures are then
-those of a deployment whose store already holds the signature universe it meets, with
+never seen by the timed steps) need, in `--warm-procs` processes (a shape-only census,
+then each program compiled once: `ghn_jax.deepnets.census`): the figures are then those of
+a deployment whose store already holds the signature universe it meets, with
 architectures that are still new.
 
 Each step samples `meta` fresh train-split architectures (indices never repeat), predicts
@@ -29,7 +30,6 @@ import argparse
 import collections
 import concurrent.futures
 import json
-import multiprocessing
 import os
 import resource
 import sys
@@ -42,6 +42,7 @@ import numpy as np
 import optax
 
 from ghn_jax.deepnets import CompileCounter, arch_graph, kernel_store, net_plan, sample
+from ghn_jax.deepnets.census import Census, chunks, fill_store
 from ghn_jax.deepnets.executor import HOT_USES, wait_for_upgrades
 from ghn_jax.deepnets.meta import MetaNet, MetaStep
 from ghn_jax.ghn.checkpoint import GHNConfig, ghn_module
@@ -78,39 +79,45 @@ def _ghn(seed, start_index, imagenet):
     return module, params
 
 
-def _warm_worker(args):
-    """Compiles into the store what meta-batches of nets `indices` need (shapes only)."""
-    store, meta, size, indices = args
-    kernel_store.set_directory(store)
+def _census_worker(args):
+    """The programs meta-batches of nets `first`..`last`-1 need, from shapes alone."""
+    meta, size, first, last = args
     imagenet = size == 224
-    module, params = _ghn(0, indices[0], imagenet)
+    module, params = _ghn(0, first, imagenet)
     step_fn = MetaStep(module)
     x = jax.ShapeDtypeStruct((8, size, size, 3), jnp.float32)
     y = jax.ShapeDtypeStruct((8,), jnp.int32)
+    c = Census()
     t0 = time.perf_counter()
-    for k in range(0, len(indices) - meta + 1, meta):
-        nets = _nets(indices[k:k + meta], imagenet)
+    for k in range(first, last - meta + 1, meta):
+        nets = _nets(range(k, k + meta), imagenet)
         step_fn.precompile(params, nets, step_fn.prepare([n.graph for n in nets]), x, y, jax.random.PRNGKey(0),
-                           run_once=False)
-        step_fn.executor.maybe_evict()
-        done = k + meta
-        if done % 100 < meta:
-            eta = (time.perf_counter() - t0) / done * (len(indices) - done)
-            print(f"  warm-up worker {indices[0]}: {done}/{len(indices)} nets, {kernel_store.stats()}, ETA {eta:.0f} s",
+                           census=c)
+        done = k + meta - first
+        if done % 500 < meta:
+            eta = (time.perf_counter() - t0) / done * (last - first - done)
+            print(f"  census {first}: {done}/{last - first} nets, {len(c)} signatures, ETA {eta:.0f} s",
                   file=sys.stderr, flush=True)
-    return kernel_store.stats()
+    return c
+
+
+def _compile_worker(args, share):
+    store, size = args
+    kernel_store.set_directory(store)
+    module, params = _ghn(0, WARM_START, size == 224)
+    t0 = time.perf_counter()
+
+    def progress(done, total):
+        print(f"  compiling: {done}/{total} signatures, ETA {(time.perf_counter() - t0) / done * (total - done):.0f} s",
+              file=sys.stderr, flush=True)
+    return share.compile(MetaStep(module), params, progress)
 
 
 def warm(store: str, meta: int, size: int, n_nets: int, procs: int):
-    """Fills `store` with the kernels of n_nets disjoint networks; returns (seconds, stats)."""
-    t0 = time.perf_counter()
-    indices = list(range(WARM_START, WARM_START + n_nets))
-    chunk = -(-n_nets // procs)
-    jobs = [(store, meta, size, indices[i:i + chunk]) for i in range(0, n_nets, chunk)]
-    with concurrent.futures.ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        stats = list(pool.map(_warm_worker, jobs))
-    total = {k: sum(s[k] for s in stats) for k in stats[0]}
-    return time.perf_counter() - t0, total
+    """Fills `store` with the programs of n_nets disjoint networks (a census, then each
+    program compiled once); returns (seconds, store counts, signatures found)."""
+    jobs = [(meta, size, a, b) for a, b in chunks(WARM_START, WARM_START + n_nets, procs)]
+    return fill_store(_census_worker, jobs, _compile_worker, (store, size), procs)
 
 
 def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bool = True,
@@ -175,7 +182,7 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bo
     # compiled (the figure comparable to the reference's eager step, which compiles nothing).
     # Networks differ by more than 5x in cost (0.25-2.1 s per 32-px meta-batch measured on
     # the 2-core CPU), so one meta-batch says little: mean and median over several.
-    warm = []
+    warm_times = []
     for nets, prepared in recent:
         for _ in range(HOT_USES):
             step_fn(params, nets, x, y, dropout_key=jax.random.PRNGKey(0), prepared=prepared)
@@ -186,7 +193,7 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bo
             out = step_fn(params, nets, x, y, dropout_key=jax.random.PRNGKey(0), prepared=prepared)
             jax.block_until_ready(out["grads"])
             ts.append(time.perf_counter() - t0)
-        warm.append(float(np.median(ts)))
+        warm_times.append(float(np.median(ts)))
     a = np.array(rows)
     wall = float(a[:, 0].sum())
     st = kernel_store.stats()
@@ -202,9 +209,9 @@ def run(meta: int, size: int, steps: int, seed: int, start_index: int, ahead: bo
         "compile_fraction_last_half": float(a[steps // 2:, 2].sum() / a[steps // 2:, 0].sum()),
         "graph_wait_s": float(a[:, 3].sum()), "peak_memory_bytes": _peak_bytes(),
         "wall_s": wall, "first_loss": float(a[0, 4]), "last_loss": float(a[-1, 4]),
-        "warm_step_s": float(np.mean(warm)), "warm_step_median_s": float(np.median(warm)),
-        "warm_step_range_s": [float(min(warm)), float(max(warm))], "warm_batches": len(warm),
-        "stream_to_warm": float(np.mean(a[-len(warm):, 0]) / np.mean(warm)),
+        "warm_step_s": float(np.mean(warm_times)), "warm_step_median_s": float(np.median(warm_times)),
+        "warm_step_range_s": [float(min(warm_times)), float(max(warm_times))], "warm_batches": len(warm_times),
+        "stream_to_warm": float(np.mean(a[-len(warm_times):, 0]) / np.mean(warm_times)),
         "kernel_store": {k: st[k] - store0[k] for k in st},
     }
 
@@ -242,13 +249,13 @@ def main(argv=None):
                 tmp = tempfile.TemporaryDirectory(prefix="ghn_jax_kernels_")
                 store = tmp.name
             kernel_store.set_directory(store)
-            warm_s, warm_stats = (warm(store, meta, size, args.warm_nets, args.warm_procs) if args.warm_nets
-                                  else (0.0, None))
+            warm_s, warm_stats, found = (warm(store, meta, size, args.warm_nets, args.warm_procs) if args.warm_nets
+                                         else (0.0, None, 0))
             if args.warm_nets:
-                print(f"m{meta} {size}px: store warmed with {args.warm_nets} disjoint nets in {warm_s:.0f} s "
-                      f"({warm_stats})", flush=True)
+                print(f"m{meta} {size}px: store warmed with {args.warm_nets} disjoint nets in {warm_s:.0f} s: "
+                      f"{found} signatures ({warm_stats})", flush=True)
             r = run(meta, size, args.steps, args.seed, start, ahead=not args.no_ahead, warm_batches=args.warm_batches)
-            r.update(warm_nets=args.warm_nets, warm_s=warm_s, kernel_store_dir=args.kernel_store)
+            r.update(warm_nets=args.warm_nets, warm_s=warm_s, warm_signatures=found, kernel_store_dir=args.kernel_store)
             if tmp is not None:
                 tmp.cleanup()
             start += meta * args.steps          # every configuration sees its own fresh nets

@@ -294,6 +294,30 @@ class _AbstractOps(_KernelOps):
         return _kernel(key, p, tuple(xs), self.run_new).out
 
 
+class _CensusOps(_KernelOps):
+    """Walks a plan on shapes only, compiling nothing: every kernel signature it meets goes
+    into `into` (a `census.Census`), which also gives each op's output shape."""
+
+    def __init__(self, params, dropout_key, into):
+        self.params, self.dropout_key, self.into = params, dropout_key, into
+
+    def _call(self, key, name, xs):
+        key, p = _with_params(key, self.params[name] if name is not None else {})
+        return self.into.kernel(key, p, tuple(xs))
+
+
+def output_shape(key, p, xs):
+    """The abstract output of the kernel `key` at these (abstract) arguments, by shape
+    inference alone (no lowering or compiling). The tier does not change shapes."""
+    return jax.eval_shape(functools.partial(_apply, key + (False,)), p, xs)[0]
+
+
+def ensure_compiled(key, p, xs) -> None:
+    """Compiles (or loads from the kernel store) the programs of one kernel signature, as a
+    network's forward pass would; `census.Census` replays its signatures with it."""
+    _kernel(key, p, xs)
+
+
 class _Programs:
     """The compiled forward and backward programs of one kernel signature.
 
@@ -526,17 +550,23 @@ class Executor:
         tape.output_id = out.i
         return out.a, tape
 
-    def precompile(self, plan: NetPlan, params: Dict[str, Any], x, dropout_key=None, run_once: bool = False):
+    def precompile(self, plan: NetPlan, params: Dict[str, Any], x, dropout_key=None, run_once: bool = False,
+                   census=None):
         """Compiles every kernel `forward`/`backward` will need for this network, from shapes
-        alone (params, x and dropout_key may be arrays or jax.ShapeDtypeStructs).
+        alone (params, x and dropout_key may be arrays or jax.ShapeDtypeStructs); returns
+        the abstract logits.
 
         Safe to call from a background thread one step ahead: jit's caches are shared, so
         compilation overlaps the current step's compute instead of stalling the next one.
         run_once: also run each kernel new to this process once on zeros, which takes its
         costly first execution off the step (`run_once`); off where only the store is filled.
+        census: a `census.Census` to record the kernel signatures in instead of compiling
+        them (one device only: the store keeps no sharded programs).
         """
         key = None if dropout_key is None else abstract(dropout_key)
-        return run_plan(plan, abstract(x), _AbstractOps(abstract(params), key, run_once))
+        ops = (_AbstractOps(abstract(params), key, run_once) if census is None
+               else _CensusOps(abstract(params), key, census))
+        return run_plan(plan, abstract(x), ops)
 
     def backward(self, tape: Tape, g_out: jax.Array, norm_ct: float = 0.0):
         """(grads {module name: subtree, or tuple of raw block cotangents}, image cotangent).

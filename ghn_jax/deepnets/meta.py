@@ -260,16 +260,17 @@ class MetaStep:
         """Per net {module name: Raw(builder, blocks)} (parameters are built inside the op
         kernels), plus what `backward` needs."""
         inputs, jobs, box = prepared if prepared is not None else self._inputs(graphs)
-        fwd, bwd, _ = self._ghn_programs(ghn_params, inputs, box)
+        fwd, bwd, _ = self.ghn_programs(ghn_params, inputs, box)
         outs, ghn_vjp = fwd(ghn_params, *inputs)
         srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
         blocks = [pacing.step(_take(srcs[j.src], np.int32(j.start), j.n, j.src != "pix")) for j in jobs]
         return self._raw(jobs, blocks, len(graphs)), (outs, ghn_vjp, jobs, bwd)
 
-    def _ghn_programs(self, ghn_params, inputs, box):
+    def ghn_programs(self, ghn_params, inputs, box):
         """Compiled GHN forward / backward for these padded shapes (compiled once, called
-        directly: a jit call would re-trace the whole GHN first)."""
-        sig = ("ghn", self.module, self.ghn_dtype, box, signature((ghn_params, inputs)))
+        directly: a jit call would re-trace the whole GHN first). inputs and ghn_params may
+        be abstract."""
+        sig = self._ghn_signature(ghn_params, inputs, box)
         e = _PRECOMPILED.get(sig)
         if e is None:
             fwd, bwd, outs, _ = kernel_store.vjp_programs(
@@ -279,6 +280,17 @@ class MetaStep:
             compile_abstract(_zeros, outs)
             e = _PRECOMPILED[sig] = (fwd, bwd, outs)
         return e
+
+    def _ghn_signature(self, ghn_params, inputs, box):
+        return ("ghn", self.module, self.ghn_dtype, box, signature((ghn_params, inputs)))
+
+    def _ghn_census(self, census, ghn_params, inputs, box):
+        """Abstract GHN outputs, recording the padding bucket in `census` (nothing compiled)."""
+        def outputs():
+            return jax.eval_shape(functools.partial(_ghn_outputs, self.module, self.ghn_dtype, box),
+                                  _abstract(ghn_params), *_abstract(inputs))
+        sig = ("ghn", self.ghn_dtype, box, signature((ghn_params, inputs)))
+        return census.ghn_bucket(sig, box, tuple(_abstract(inputs)), outputs)
 
     @staticmethod
     def _raw(jobs, blocks, n_nets):
@@ -299,7 +311,7 @@ class MetaStep:
         return {m: jax.jit(r.builder)(r.blocks)[0] for m, r in raw_params.items()}
 
     def precompile(self, ghn_params, nets: Sequence[MetaNet], prepared, images, labels, dropout_key=None,
-                   run_once: bool = False):
+                   run_once: bool = False, census=None):
         """Compiles everything `__call__` will run for these nets, from shapes alone.
 
         Run it one step ahead in a background thread: new architectures then find their
@@ -311,14 +323,25 @@ class MetaStep:
         padding bucket.) Off by default: on the 2-core CPU, where the loader thread already
         sets the pace, 60 stream steps ran at 0.64 steps/s with it and 0.76 without
         (docs/deepnets.md, 2026-12-03); hosts with idle cores may gain from it.
+        census: a `census.Census` that records the GHN padding bucket and the executor's
+        kernel signatures instead of compiling them (for filling the kernel store; the few
+        small jitted programs of block slicing and the loss are left to the step).
         """
         inputs, jobs, box = prepared
-        outs = self._ghn_programs(ghn_params, inputs, box)[2]
+        if census is not None:
+            outs = self._ghn_census(census, ghn_params, inputs, box)
+        else:
+            outs = self.ghn_programs(ghn_params, inputs, box)[2]
         srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
         start = np.int32(0)
         blocks = []
         for job in jobs:
             sig = ("take", job.n, job.src != "pix", signature(srcs[job.src]))
+            if census is not None:
+                src = srcs[job.src]
+                shape = src.shape[1:] if job.src != "pix" else (job.n,) + src.shape[1:]
+                blocks.append(jax.ShapeDtypeStruct(shape, src.dtype))
+                continue
             if sig not in _PRECOMPILED:
                 _, block = compile_abstract(_take, srcs[job.src], start, job.n, job.src != "pix")
                 compile_abstract(_put, srcs[job.src], start, block)
@@ -328,7 +351,9 @@ class MetaStep:
         x = _abstract(images)
         key = None if dropout_key is None else _abstract(jax.random.fold_in(dropout_key, 0))
         for net, r in zip(nets, raw):
-            logits = self.executor.precompile(net.plan, r, x, key, run_once=run_once)
+            logits = self.executor.precompile(net.plan, r, x, key, run_once=run_once, census=census)
+        if census is not None:
+            return
         sig = ("ce", signature((logits, labels)), self.label_smoothing)
         if sig not in _PRECOMPILED:
             _, (_, g) = compile_abstract(cross_entropy_and_grad, logits, _abstract(labels),

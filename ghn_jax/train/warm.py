@@ -5,17 +5,17 @@
 A DeepNets-1M run meets new kernel signatures (op x shapes) and GHN padding buckets for
 its first thousands of networks (docs/deepnets.md, "Kernel store"); each costs a trace,
 lowering and XLA compile of ~0.1-3 s on the training host. This command compiles them
-ahead, from shapes alone and in parallel processes, for exactly the networks the config's
-steps will sample (the stream is a function of config.seed and the step), into the store
-the trainer then loads from (`config.kernel_store`). Each program is compiled once per
-store, so processes, restarts and later runs on the same kind of machine share them.
+ahead for exactly the networks the config's steps will sample (the stream is a function of
+config.seed and the step), into the store the trainer then loads from
+(`config.kernel_store`). It first takes a census of the steps' programs from shapes alone
+(`deepnets.census`, split over the processes), then compiles each distinct program once,
+the union dealt out to the same processes. Processes, restarts and later runs on the same
+kind of machine share the store.
 
 Single-device runs only: programs with sharded inputs (a mesh of several devices) are not
 kept in the store, and the command says so. It takes the trainer's own settings: GHN
 config and dtype, meta-batch, batch size, image size, loss options.
 """
-import concurrent.futures
-import multiprocessing
 import os
 import sys
 import time
@@ -40,16 +40,15 @@ def parse_steps(text: str) -> Tuple[int, int]:
     return a, b
 
 
-def warm_steps(config, first: int, last: int, progress: bool = True) -> Dict[str, int]:
-    """Compiles into the store what training steps first..last-1 need; the store's counts."""
+def _setup(config):
+    """(MetaStep, abstract GHN parameters, abstract images and labels, base dropout key) of
+    the trainer's single-device setting, with the store the config names."""
     import jax
     import jax.numpy as jnp
-    from ghn_jax.deepnets import kernel_store
     from ghn_jax.deepnets.meta import MetaStep
     from ghn_jax.ghn.checkpoint import ghn_module
-    from ghn_jax.train import archs
     from ghn_jax.train.config import apply_kernel_store
-    from ghn_jax.train.trainer import _fold, _ghn_config, _init_fn
+    from ghn_jax.train.trainer import _ghn_config, _init_fn
 
     apply_kernel_store(config)
     module = ghn_module(_ghn_config(config.ghn))
@@ -59,38 +58,51 @@ def warm_steps(config, first: int, last: int, progress: bool = True) -> Dict[str
     b, size = config.data.batch_size, config.data.image_size
     x = jax.ShapeDtypeStruct((b, size, size, 3), jnp.float32)
     y = jax.ShapeDtypeStruct((b,), jnp.int32)
-    key = jax.random.PRNGKey(config.seed + 1)
+    return meta, params, x, y, jax.random.PRNGKey(config.seed + 1)
+
+
+def census_steps(config, first: int, last: int, progress: bool = True):
+    """The programs training steps first..last-1 need, from shapes alone (`census.Census`)."""
+    from ghn_jax.deepnets.census import Census
+    from ghn_jax.train import archs
+    from ghn_jax.train.trainer import _fold
+
+    meta, params, x, y, key = _setup(config)
+    census = Census()
     t0 = time.perf_counter()
     for step in range(first, last):
         nets = archs.meta_batch(config.deepnets, config.seed, step, config.ghn.num_classes)
-        meta.precompile(params, nets, meta.prepare([n.graph for n in nets]), x, y, _fold(key, step), run_once=False)
-        meta.executor.maybe_evict()             # bounds the process's memory maps (stored programs stay)
+        meta.precompile(params, nets, meta.prepare([n.graph for n in nets]), x, y, _fold(key, step), census=census)
         done = step + 1 - first
-        if progress and (done % 50 == 0 or step + 1 == last):
+        if progress and (done % 100 == 0 or step + 1 == last):
             eta = (time.perf_counter() - t0) / done * (last - first - done)
-            print(f"  steps {first}:{last}: {done}/{last - first} done, {kernel_store.stats()}, ETA {eta:.0f} s",
-                  file=sys.stderr, flush=True)
-    return kernel_store.stats()
+            print(f"  census of steps {first}:{last}: {done}/{last - first}, {len(census)} signatures, "
+                  f"ETA {eta:.0f} s", file=sys.stderr, flush=True)
+    return census
 
 
-def _worker(args):
+def _census_worker(args):
     config, first, last = args
-    return warm_steps(config, first, last)
+    return census_steps(config, first, last)
 
 
-def warm(config, first: int, last: int, procs: int) -> Tuple[float, Dict[str, int]]:
-    """Steps first..last-1 split over `procs` spawned processes; (seconds, summed store counts)."""
+def _compile_worker(config, share):
+    meta, params, *_ = _setup(config)
     t0 = time.perf_counter()
-    procs = max(1, min(procs, last - first))
-    chunk = -(-(last - first) // procs)
-    jobs = [(config, a, min(a + chunk, last)) for a in range(first, last, chunk)]
-    if len(jobs) == 1:
-        stats = [_worker(jobs[0])]
-    else:
-        ctx = multiprocessing.get_context("spawn")      # jax does not survive fork
-        with concurrent.futures.ProcessPoolExecutor(len(jobs), mp_context=ctx) as pool:
-            stats = list(pool.map(_worker, jobs))
-    return time.perf_counter() - t0, {k: sum(s[k] for s in stats) for k in stats[0]}
+
+    def progress(done, total):
+        eta = (time.perf_counter() - t0) / done * (total - done)
+        print(f"  compiling: {done}/{total} signatures, ETA {eta:.0f} s", file=sys.stderr, flush=True)
+    return share.compile(meta, params, progress)
+
+
+def warm(config, first: int, last: int, procs: int) -> Tuple[float, Dict[str, int], int]:
+    """Steps first..last-1: a census in `procs` spawned processes, then every program found
+    compiled once, the work split over the same processes; (seconds, summed store counts,
+    signatures found)."""
+    from ghn_jax.deepnets.census import chunks, fill_store
+    jobs = [(config, a, b) for a, b in chunks(first, last, procs)]
+    return fill_store(_census_worker, jobs, _compile_worker, config, procs)
 
 
 def main(argv):
@@ -112,12 +124,12 @@ def main(argv):
             raise GhnError("the kernel store is off (config.kernel_store or GHN_JAX_KERNEL_CACHE): nothing to fill")
         procs = _PROCS.value or min(16, os.cpu_count() or 1)
         print(f"compiling the programs of steps {first}:{last} into {folder} with {procs} processes", flush=True)
-        seconds, stats = warm(config, first, last, procs)
+        seconds, stats, found = warm(config, first, last, procs)
     except GhnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"done in {seconds:.0f} s: {stats['compiled']} programs compiled, {stats['loaded']} already stored",
-          flush=True)
+    print(f"done in {seconds:.0f} s: {found} signatures, {stats['compiled']} programs compiled, "
+          f"{stats['loaded']} already stored", flush=True)
     return 0
 
 
