@@ -21,7 +21,6 @@ import multiprocessing
 import time
 from typing import Any, Callable, Dict, List, Sequence, Tuple
 
-
 from ghn_jax.deepnets import executor, kernel_store
 
 
@@ -108,8 +107,7 @@ def fill_store(census_fn: Callable[[Any], Census], census_jobs: Sequence[Any],
         total = Census()
         for job in census_jobs:
             total.merge(census_fn(job))
-        stats = [compile_fn(compile_arg, total)]
-        return time.perf_counter() - t0, stats[0], len(total)
+        return time.perf_counter() - t0, compile_fn(compile_arg, total), len(total)
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(procs, mp_context=ctx) as pool:
         total = Census()

@@ -270,7 +270,7 @@ class MetaStep:
         """Compiled GHN forward / backward for these padded shapes (compiled once, called
         directly: a jit call would re-trace the whole GHN first). inputs and ghn_params may
         be abstract."""
-        sig = self._ghn_signature(ghn_params, inputs, box)
+        sig = ("ghn", self.module, self.ghn_dtype, box, signature((ghn_params, inputs)))
         e = _PRECOMPILED.get(sig)
         if e is None:
             fwd, bwd, outs, _ = kernel_store.vjp_programs(
@@ -280,9 +280,6 @@ class MetaStep:
             compile_abstract(_zeros, outs)
             e = _PRECOMPILED[sig] = (fwd, bwd, outs)
         return e
-
-    def _ghn_signature(self, ghn_params, inputs, box):
-        return ("ghn", self.module, self.ghn_dtype, box, signature((ghn_params, inputs)))
 
     def _ghn_census(self, census, ghn_params, inputs, box):
         """Abstract GHN outputs, recording the padding bucket in `census` (nothing compiled)."""
@@ -336,12 +333,12 @@ class MetaStep:
         start = np.int32(0)
         blocks = []
         for job in jobs:
-            sig = ("take", job.n, job.src != "pix", signature(srcs[job.src]))
             if census is not None:
                 src = srcs[job.src]
                 shape = src.shape[1:] if job.src != "pix" else (job.n,) + src.shape[1:]
                 blocks.append(jax.ShapeDtypeStruct(shape, src.dtype))
                 continue
+            sig = ("take", job.n, job.src != "pix", signature(srcs[job.src]))
             if sig not in _PRECOMPILED:
                 _, block = compile_abstract(_take, srcs[job.src], start, job.n, job.src != "pix")
                 compile_abstract(_put, srcs[job.src], start, block)
