@@ -25,16 +25,19 @@ from ghn_jax.deepnets import executor, kernel_store
 
 
 class Census:
-    """Kernel signatures -> (key, abstract params, abstract inputs, abstract output), and GHN
-    padding buckets -> (decoder window box, abstract GHN inputs). Picklable, so processes
-    can send theirs to a parent that merges them."""
+    """Kernel signatures -> (key, abstract params, abstract inputs, abstract output), GHN
+    padding buckets -> (decoder window box, abstract GHN inputs, abstract outputs), and the
+    small programs around a bucket's outputs (`meta.bucket_program`) -> (name, static,
+    abstract args, abstract output). Picklable, so processes can send theirs to a parent
+    that merges them."""
 
     def __init__(self):
         self.kernels: Dict[Any, Tuple] = {}
         self.ghn: Dict[Any, Tuple] = {}
+        self.buckets: Dict[Any, Tuple] = {}
 
     def __len__(self) -> int:
-        return len(self.kernels) + len(self.ghn)
+        return len(self.kernels) + len(self.ghn) + len(self.buckets)
 
     def kernel(self, key, p, xs):
         """Records one kernel use; its abstract output."""
@@ -51,22 +54,31 @@ class Census:
             e = self.ghn[sig] = (box, inputs, outputs())
         return e[2]
 
+    def bucket_program(self, name: str, static: Tuple, args: Tuple):
+        """Records one use of a bucket program; its abstract output."""
+        sig = (name, static, executor.signature(args))
+        e = self.buckets.get(sig)
+        if e is None:
+            from ghn_jax.deepnets.meta import bucket_output
+            e = self.buckets[sig] = (name, static, args, bucket_output(name, static, args))
+        return e[3]
+
     def merge(self, other: "Census") -> "Census":
-        for k, v in other.kernels.items():
-            self.kernels.setdefault(k, v)
-        for k, v in other.ghn.items():
-            self.ghn.setdefault(k, v)
+        for mine, theirs in ((self.kernels, other.kernels), (self.ghn, other.ghn), (self.buckets, other.buckets)):
+            for k, v in theirs.items():
+                mine.setdefault(k, v)
         return self
 
     def shares(self, n: int) -> List["Census"]:
         """n disjoint censuses covering this one. GHN buckets (seconds each to compile) are
-        dealt out first, then kernels (a fraction of a second each), round robin."""
+        dealt out first, then kernels (a fraction of a second each), then the bucket
+        programs (tens of milliseconds), round robin."""
         out = [Census() for _ in range(n)]
-        for i, (k, v) in enumerate(self.ghn.items()):
-            out[i % n].ghn[k] = v
-        start = len(self.ghn)
-        for i, (k, v) in enumerate(self.kernels.items()):
-            out[(start + i) % n].kernels[k] = v
+        i = 0
+        for field in ("ghn", "kernels", "buckets"):
+            for k, v in getattr(self, field).items():
+                getattr(out[i % n], field)[k] = v
+                i += 1
         return out
 
     def compile(self, meta_step, ghn_params, progress: Callable[[int, int], None] = None) -> Dict[str, int]:
@@ -74,6 +86,7 @@ class Census:
 
         meta_step: a `MetaStep` with the GHN module and dtype the census was taken with;
         ghn_params: its (abstract) parameters."""
+        from ghn_jax.deepnets.meta import bucket_program
         before = kernel_store.stats()
         total, done = len(self), 0
         for box, inputs, _ in self.ghn.values():
@@ -86,6 +99,11 @@ class Census:
             # A process compiling thousands of programs would exhaust its memory mappings;
             # dropped programs stay in the store, which is the point here.
             meta_step.executor.maybe_evict()
+            done += 1
+            if progress and (done % 100 == 0 or done == total):
+                progress(done, total)
+        for name, static, args, _ in self.buckets.values():
+            bucket_program(name, static, args)
             done += 1
             if progress and (done % 100 == 0 or done == total):
                 progress(done, total)

@@ -9,7 +9,10 @@ needs. Shaping one node's decoder output into its parameter (channel slice, cent
 pixel or bilinear resize, fan-in normalisation, periodic tiling, Flax layout; §2.8-2.9)
 is a small cached kernel keyed by (block shape, target shape), like the executor's op
 kernels. Gradients flow back the same way: executor tape -> assign kernels -> one
-jitted VJP of the GHN program.
+jitted VJP of the GHN program. The small programs between the two (a node's block sliced
+out of the GHN outputs, its cotangent written back, the cotangents' zeros) follow the
+padding bucket too; like everything a stream compiles per bucket or signature, they go
+through the kernel store (`bucket_program`).
 
 The loss is the reference's (§4.5): (Σ_nets CE(label smoothing) + λ Σ_nets Σ_p ||p||_F) / m.
 """
@@ -121,21 +124,72 @@ def _assign_fn(a: _Assign, block):
     return leaves, norm
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _take(a, start, n: int, squeeze: bool):
+def _take(a, start, *, n: int, squeeze: bool):
     out = lax.dynamic_slice_in_dim(a, start, n, 0)
     return out[0] if squeeze else out
 
 
-@functools.partial(jax.jit, donate_argnums=0)
 def _put(buf, start, g):
     g = g.astype(buf.dtype)
     return lax.dynamic_update_slice_in_dim(buf, g if g.ndim == buf.ndim else g[None], start, 0)
 
 
-@jax.jit
 def _zeros(tree):
     return jax.tree_util.tree_map(jnp.zeros_like, tree)
+
+
+@functools.lru_cache(None)
+def _bucket_fn(name: str, static: Tuple):
+    if name == "take":
+        return jax.jit(functools.partial(_take, **dict(static)))
+    if name == "put":
+        return jax.jit(_put, donate_argnums=0)     # the cotangent buffer is written in place
+    return jax.jit(_zeros)
+
+
+def bucket_program(name: str, static: Tuple, args: Tuple):
+    """(compiled program, abstract output) of one of the small programs around the GHN's
+    outputs: slicing a node's block out ('take', static (('n', n), ('squeeze', bool))),
+    writing its cotangent back ('put') and the cotangent buffers' zeros ('zeros'). Their
+    shapes follow the GHN padding bucket, so a stream meets new ones with each new bucket;
+    they go through the kernel store like the GHN and executor programs (a census records
+    them), and are called compiled. args: abstract arguments."""
+    sig = ("bucket", name, static, signature(args))
+    e = _PRECOMPILED.get(sig)
+    if e is None:
+        e = _PRECOMPILED[sig] = kernel_store.compile_stored(("meta", name, static), _bucket_fn(name, static), *args)
+    return e
+
+
+def bucket_output(name: str, static: Tuple, args: Tuple):
+    """The abstract output of a bucket program, by shape inference alone."""
+    return jax.eval_shape(_bucket_fn(name, static), *args)
+
+
+def _call(name: str, static: Tuple, *args):
+    """Runs a bucket program on concrete arguments, compiling it first where this
+    placement of them is new (a precompile has usually compiled or loaded it)."""
+    return bucket_program(name, static, _abstract(args))[0](*args)
+
+
+def _take_static(job) -> Tuple:
+    return (("n", job.n), ("squeeze", job.src != "pix"))
+
+
+def _bucket_walk(jobs, outs, program) -> List:
+    """Abstract blocks of `jobs` sliced from the GHN outputs `outs` (abstract), asking
+    program(name, static, args) -> abstract output for every bucket program a step runs."""
+    program("zeros", (), (tuple(outs),))
+    srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
+    start, done, blocks = jax.ShapeDtypeStruct((), jnp.int32), {}, []
+    for job in jobs:
+        k = (job.src, job.n)
+        if k not in done:
+            block = program("take", _take_static(job), (srcs[job.src], start))
+            program("put", (), (srcs[job.src], start, block))
+            done[k] = block
+        blocks.append(done[k])
+    return blocks
 
 
 @jax.jit
@@ -263,7 +317,7 @@ class MetaStep:
         fwd, bwd, _ = self.ghn_programs(ghn_params, inputs, box)
         outs, ghn_vjp = fwd(ghn_params, *inputs)
         srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
-        blocks = [pacing.step(_take(srcs[j.src], np.int32(j.start), j.n, j.src != "pix")) for j in jobs]
+        blocks = [pacing.step(_call("take", _take_static(j), srcs[j.src], np.int32(j.start))) for j in jobs]
         return self._raw(jobs, blocks, len(graphs)), (outs, ghn_vjp, jobs, bwd)
 
     def ghn_programs(self, ghn_params, inputs, box):
@@ -277,7 +331,6 @@ class MetaStep:
                 ("ghn", self.module, self.ghn_dtype, box),
                 functools.partial(_ghn_outputs, self.module, self.ghn_dtype, box),
                 (_abstract(ghn_params),) + tuple(_abstract(inputs)), compile_options.optimised(), n_diff=1)
-            compile_abstract(_zeros, outs)
             e = _PRECOMPILED[sig] = (fwd, bwd, outs)
         return e
 
@@ -320,30 +373,18 @@ class MetaStep:
         padding bucket.) Off by default: on the 2-core CPU, where the loader thread already
         sets the pace, 60 stream steps ran at 0.64 steps/s with it and 0.76 without
         (docs/deepnets.md, 2026-12-03); hosts with idle cores may gain from it.
-        census: a `census.Census` that records the GHN padding bucket and the executor's
-        kernel signatures instead of compiling them (for filling the kernel store; the few
-        small jitted programs of block slicing and the loss are left to the step).
+        census: a `census.Census` that records the GHN padding bucket, its bucket programs
+        and the executor's kernel signatures instead of compiling them (for filling the
+        kernel store; the loss's two small programs, one per image batch shape, are left to
+        the step).
         """
         inputs, jobs, box = prepared
         if census is not None:
             outs = self._ghn_census(census, ghn_params, inputs, box)
+            blocks = _bucket_walk(jobs, outs, census.bucket_program)
         else:
             outs = self.ghn_programs(ghn_params, inputs, box)[2]
-        srcs = dict(zip(("pix", "rows", "cw", "cb"), outs))
-        start = np.int32(0)
-        blocks = []
-        for job in jobs:
-            if census is not None:
-                src = srcs[job.src]
-                shape = src.shape[1:] if job.src != "pix" else (job.n,) + src.shape[1:]
-                blocks.append(jax.ShapeDtypeStruct(shape, src.dtype))
-                continue
-            sig = ("take", job.n, job.src != "pix", signature(srcs[job.src]))
-            if sig not in _PRECOMPILED:
-                _, block = compile_abstract(_take, srcs[job.src], start, job.n, job.src != "pix")
-                compile_abstract(_put, srcs[job.src], start, block)
-                _PRECOMPILED[sig] = block
-            blocks.append(_PRECOMPILED[sig])
+            blocks = _bucket_walk(jobs, outs, lambda name, static, args: bucket_program(name, static, args)[1])
         raw, _ = self._raw(jobs, blocks, len(nets))
         x = _abstract(images)
         key = None if dropout_key is None else _abstract(jax.random.fold_in(dropout_key, 0))
@@ -388,10 +429,10 @@ class MetaStep:
     def backward(self, saved, block_cts: Dict[int, Any]):
         """GHN parameter gradients from the cotangents of the raw blocks (by job index)."""
         outs, ghn_vjp, jobs, bwd = saved
-        cts = dict(zip(("pix", "rows", "cw", "cb"), _zeros(outs)))
+        cts = dict(zip(("pix", "rows", "cw", "cb"), _call("zeros", (), tuple(outs))))
         for k, job in enumerate(jobs):
             if k in block_cts:
-                cts[job.src] = pacing.step(_put(cts[job.src], np.int32(job.start), block_cts[k]))
+                cts[job.src] = pacing.step(_call("put", (), cts[job.src], np.int32(job.start), block_cts[k]))
         return bwd(ghn_vjp, tuple(cts[k] for k in ("pix", "rows", "cw", "cb")))[0]
 
 

@@ -58,6 +58,8 @@ def test_census_compiles_what_the_step_would_and_nothing_else(setup, tmp_path):
     _precompile(setup, c)
     assert kernel_store.stats() == before               # a census compiles nothing
     assert len(c.ghn) == 1 and len(c.kernels) > 20
+    # the GHN outputs' zeros, and slicing / writing back each distinct block shape
+    assert {k[0] for k in c.buckets} == {"zeros", "take", "put"} and len(c.buckets) > 5
     c = pickle.loads(pickle.dumps(c))                   # what a census process sends back
 
     # The census compiled into store A, the ordinary precompile into store B: same entries.
@@ -95,7 +97,7 @@ def test_shares_are_disjoint_and_cover_the_census(setup):
     shares = c.shares(3)
     assert sum(len(s) for s in shares) == n
     assert max(len(s) for s in shares) - min(len(s) for s in shares) <= 1
-    keys = [k for s in shares for k in list(s.kernels) + list(s.ghn)]
+    keys = [k for s in shares for k in list(s.kernels) + list(s.ghn) + list(s.buckets)]
     assert len(set(keys)) == n
     assert len(shares[0].ghn) == 1                      # the costly GHN bucket is dealt first
 
@@ -113,3 +115,38 @@ def test_chunks():
     assert census.chunks(0, 10, 3) == [(0, 4), (4, 8), (8, 10)]
     assert census.chunks(5, 7, 8) == [(5, 6), (6, 7)]
     assert np.sum([b - a for a, b in census.chunks(3, 1000, 7)]) == 997
+
+
+def test_a_step_on_a_census_filled_store_compiles_nothing(setup, tmp_path):
+    """Every program of a meta-step that depends on the networks or on the GHN padding
+    bucket (GHN programs, executor kernels, the block slicing and cotangent writes around
+    the GHN outputs) comes from the census; a step in a fresh process only loads them."""
+    from ghn_jax.deepnets import CompileCounter
+    nets, step, abstract_params, x, y = setup
+    params = jax.tree_util.tree_map(lambda a: jnp.full(a.shape, 0.01, a.dtype), abstract_params)
+    images, labels = jnp.ones(x.shape, x.dtype), jnp.arange(y.shape[0], dtype=y.dtype)
+    key = jax.random.PRNGKey(1)
+    prepared = step.prepare([n.graph for n in nets])
+    _forget()
+    try:
+        # The loss's programs (one per image batch shape, not per bucket) compile here, with
+        # a same-shaped step of other networks on another store.
+        kernel_store.set_directory(str(tmp_path / "other"))
+        other = [MetaNet(net_plan(s, False), arch_graph(s, False))
+                 for s in (sample("train", i).with_(C=8, n_cells=1, num_classes=10, fc_dim=20) for i in (7, 8))]
+        jax.block_until_ready(step(params, other, images, labels, dropout_key=key)["grads"])
+        _forget()
+
+        kernel_store.set_directory(str(tmp_path / "store"))
+        c = census.Census()
+        _precompile(setup, c)
+        c.compile(step, abstract_params)
+        _forget()
+        with CompileCounter() as counter:
+            out = step(params, nets, images, labels, dropout_key=key, prepared=prepared)
+            jax.block_until_ready(out["grads"])
+        assert counter.count == 0, counter.count
+        assert np.isfinite(out["loss"])
+    finally:
+        kernel_store.reset_directory()
+        _forget()
