@@ -126,8 +126,10 @@ def _two_processes(tmp_path, shared, *overrides):
                                                   GHN_JAX_NUM_PROCESSES="2", GHN_JAX_PROCESS_ID=str(i)))
              for i in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, why(err)
+    # every failed process's log: the first to fail is not always the first one
+    failed = [f"process {i} (exit {p.returncode}):\n{why(err)}" for i, (p, (_, err)) in enumerate(zip(procs, outs))
+              if p.returncode != 0]
+    assert not failed, "\n\n".join(failed)
     digests = [re.search(r"params sha256 (\w+)", out).group(1) for out, _ in outs]
     assert digests[0] == digests[1]                            # both processes end identical
     assert digests[0] == digest(tmp_path)
