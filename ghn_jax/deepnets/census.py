@@ -89,24 +89,24 @@ class Census:
         from ghn_jax.deepnets.meta import bucket_program
         before = kernel_store.stats()
         total, done = len(self), 0
+
+        def tick(every: int):           # GHN buckets take seconds each: reported one by one
+            nonlocal done
+            done += 1
+            if progress and (done % every == 0 or done == total):
+                progress(done, total)
         for box, inputs, _ in self.ghn.values():
             meta_step.ghn_programs(ghn_params, inputs, box)
-            done += 1
-            if progress:
-                progress(done, total)
+            tick(1)
         for key, p, xs, _ in self.kernels.values():
             executor.ensure_compiled(key, p, xs)
             # A process compiling thousands of programs would exhaust its memory mappings;
             # dropped programs stay in the store, which is the point here.
             meta_step.executor.maybe_evict()
-            done += 1
-            if progress and (done % 100 == 0 or done == total):
-                progress(done, total)
+            tick(100)
         for name, static, args, _ in self.buckets.values():
             bucket_program(name, static, args)
-            done += 1
-            if progress and (done % 100 == 0 or done == total):
-                progress(done, total)
+            tick(100)
         after = kernel_store.stats()
         return {k: after[k] - before[k] for k in after}
 

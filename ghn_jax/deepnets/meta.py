@@ -148,9 +148,9 @@ def _bucket_fn(name: str, static: Tuple, out_shardings=None):
 
 
 def _zeros_shardings(args: Tuple):
-    """The zeros of sharded GHN outputs are placed like them. Left to XLA, constants land
-    on one device: in a multi-process run, a device of this process that the cotangent
-    writes (on the whole mesh) then reject as incompatible."""
+    """Output shardings for the zeros of sharded GHN outputs: those of the outputs (None when
+    unsharded). Left to XLA, the constants land on one device of this process, and in a
+    multi-process run the cotangent writes, on the whole mesh, reject them as incompatible."""
     leaves, tree = jax.tree_util.tree_flatten(args[0])
     shardings = [placement(a) for a in leaves]
     return None if None in shardings else jax.tree_util.tree_unflatten(tree, shardings)
