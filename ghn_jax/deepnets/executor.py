@@ -318,6 +318,11 @@ def ensure_compiled(key, p, xs) -> None:
     _kernel(key, p, xs)
 
 
+def _last_use(sig) -> int:
+    e = _COMPILED.get(sig)
+    return -1 if e is None else e.last
+
+
 class _Programs:
     """The compiled forward and backward programs of one kernel signature.
 
@@ -526,8 +531,13 @@ class Executor:
         # jax's own caches are left alone here: they hold the few small programs called
         # through jit (optimizer update, loss, block slicing), which every step needs again.
         _ACC.clear()
-        by_age = sorted(list(_COMPILED.items()), key=lambda kv: kv[1].last)
-        for sig, _ in by_age[: len(by_age) // 2]:
+        # Signatures only: a list of the entries would keep the dropped programs alive
+        # through the recount below, which then found the mappings unchanged and dropped
+        # everything, jax's caches included (every eviction of the 200-step benchmarks
+        # until 2026-12-03 did, and the loss, optimiser and PRNG programs were compiled
+        # again after each). A snapshot, since the precompile thread adds kernels.
+        by_age = sorted(list(_COMPILED), key=_last_use)
+        for sig in by_age[: len(by_age) // 2]:
             _COMPILED.pop(sig, None)
         gc.collect()
         n = _map_count()

@@ -4,6 +4,8 @@ Comparisons run in float64 (jax.enable_x64), where both sides must agree to roun
 same mathematics; in float32 the two programs round differently (XLA fuses one whole
 network differently from one op at a time), which is measured in docs/deepnets.md.
 """
+import weakref
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -219,6 +221,26 @@ def test_eviction_drops_the_least_recently_used_kernels(monkeypatch):
     executor_mod._NEW_PROGRAMS[0] = ex.check_every
     counts = iter([1_000])
     assert ex.maybe_evict() == 0 and executor_mod._NEW_PROGRAMS[0] == 0
+
+
+def test_eviction_frees_the_dropped_programs_before_counting_again(monkeypatch):
+    """The recount after dropping half the kernels must see their mappings gone: nothing
+    of the eviction itself may still hold the dropped programs (a sorted list of the
+    entries did, so every eviction fell through to dropping everything)."""
+    class Program:                       # stands for a compiled executable and its mappings
+        pass
+    alive = weakref.WeakSet()
+    table = {}
+    for age in range(4):
+        prog = Program()
+        alive.add(prog)
+        table[f"k{age}"] = executor_mod._Programs(prog, None, None, 1)
+        table[f"k{age}"].last = age
+    del prog
+    monkeypatch.setattr(executor_mod, "_COMPILED", table)
+    monkeypatch.setattr(executor_mod, "_NEW_PROGRAMS", [Executor.check_every])
+    monkeypatch.setattr(executor_mod, "_map_count", lambda: 12_500 * len(alive))   # 4 programs: 50,000
+    assert Executor().maybe_evict() == 1 and set(table) == {"k2", "k3"} and len(alive) == 2
 
 
 def test_kernels_are_stamped_with_the_pass_that_last_used_them(monkeypatch):
